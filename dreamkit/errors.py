@@ -1,0 +1,14 @@
+"""Errors a user can fix.
+
+A `UserError` reaches the command line as one message and exit code 2, with no
+traceback (`--debug` shows it). Raise it for anything the user typed, configured or
+installed wrongly; let programming errors propagate as ordinary exceptions.
+"""
+
+
+class UserError(Exception):
+  """Something the user can fix: say what was wrong, where, and how to fix it."""
+
+
+class ConfigError(UserError):
+  """A problem in a .gin file, a binding or a plugin."""

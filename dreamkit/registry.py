@@ -1,0 +1,171 @@
+"""One registry mechanism for every kind of interchangeable component.
+
+Each kind (`envs`, `encoders`, `dynamics`, `heads`, `replays`, `objectives`,
+`outputs`) has one `Registry`, created in the module that defines the kind's
+interface and holds its built-in components. Registering is one decorator:
+
+    import dreamkit
+
+    @dreamkit.register('encoders')
+    class MyEncoder(dreamkit.networks.Encoder):
+      ...
+
+after which gin files refer to it as `@encoders.MyEncoder()`. The class is checked
+against the kind's interface and rejected when its name is taken.
+"""
+
+import difflib
+import importlib
+import inspect
+
+import gin
+
+from dreamkit.errors import ConfigError
+
+# Where each kind's registry lives. Importing the module fills the registry with the
+# built-in components of that kind.
+KIND_MODULES = {
+    'envs': 'dreamkit.envs',
+    'encoders': 'dreamkit.networks.encoders',
+    'dynamics': 'dreamkit.networks.dynamics',
+    'heads': 'dreamkit.networks.heads',
+    'replays': 'dreamkit.replay',
+    'objectives': 'dreamkit.behavior.objectives',
+    'outputs': 'dreamkit.outputs',
+}
+
+_REGISTRIES = {}
+
+
+class Entry:
+  """A registered component: its name, class and what `dreamkit components` shows."""
+
+  def __init__(self, kind, name, cls):
+    self.kind = kind
+    self.name = name
+    self.cls = cls
+
+  @property
+  def description(self):
+    doc = inspect.getdoc(self.cls) or ''
+    return doc.strip().split('\n')[0] if doc else '(no description)'
+
+  @property
+  def parameters(self):
+    """[(name, default or inspect.Parameter.empty)] of the constructor."""
+    try:
+      signature = inspect.signature(self.cls.__init__)
+    except (TypeError, ValueError):
+      return []
+    result = []
+    for name, param in signature.parameters.items():
+      if name == 'self' or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+        continue
+      result.append((name, param.default))
+    return result
+
+  @property
+  def gin_name(self):
+    return f'{self.kind}.{self.name}'
+
+
+class Registry:
+  """Named components of one kind, each also registered with gin.
+
+  Args:
+    kind: plural kind name; gin refers to entries as `@<kind>.<Name>()`.
+    interface: the abstract class (or tuple of classes) every entry must subclass.
+  """
+
+  def __init__(self, kind, interface):
+    if kind in _REGISTRIES:
+      raise ValueError(f"A registry for kind '{kind}' exists already.")
+    self.kind = kind
+    self.interface = interface if isinstance(interface, tuple) else (interface,)
+    self._entries = {}
+    _REGISTRIES[kind] = self
+
+  def register(self, cls=None, *, name=None):
+    """Decorator: `@registry.register` or `@registry.register(name='Other')`."""
+    if cls is None:
+      return lambda c: self.register(c, name=name)
+    name = name or cls.__name__
+    self._check(cls, name)
+    if gin.config_is_locked():
+      raise ConfigError(
+          f"Cannot register {self.kind}.{name}: the configuration is already "
+          'parsed. Load plugins before parsing .gin files.')
+    gin.register(cls, name=name, module=f'dreamkit.{self.kind}')
+    self._entries[name] = Entry(self.kind, name, cls)
+    return cls
+
+  def _check(self, cls, name):
+    if not inspect.isclass(cls) or not issubclass(cls, self.interface):
+      names = ' or '.join(i.__module__ + '.' + i.__qualname__ for i in self.interface)
+      raise TypeError(
+          f"Cannot register {cls!r} as {self.kind}.{name}: a component of kind "
+          f"'{self.kind}' must subclass {names}.")
+    for interface in self.interface:
+      if not issubclass(cls, interface):
+        continue
+      missing = [
+          method for method in getattr(interface, 'required_methods', ())
+          if getattr(cls, method, None) is getattr(interface, method, None)]
+      if missing:
+        raise TypeError(
+            f'Cannot register {cls.__qualname__} as {self.kind}.{name}: it does '
+            f"not implement {', '.join(missing)} of {interface.__qualname__}.")
+    if name in self._entries:
+      other = self._entries[name].cls
+      raise ValueError(
+          f"The name {self.kind}.{name} is taken by {other.__module__}."
+          f'{other.__qualname__}; register {cls.__qualname__} under another '
+          'name with register(name=...).')
+
+  def get(self, name):
+    """The registered class called `name`; a ConfigError lists the closest names."""
+    if name not in self._entries:
+      raise ConfigError(unknown_message(self.kind, name, list(self._entries)))
+    return self._entries[name].cls
+
+  def configured(self, name):
+    """The gin-configured constructor of `name` (bindings applied when called)."""
+    self.get(name)
+    return gin.get_configurable(f'dreamkit.{self.kind}.{name}')
+
+  def entries(self):
+    return [self._entries[name] for name in sorted(self._entries)]
+
+  def names(self):
+    return sorted(self._entries)
+
+  def __contains__(self, name):
+    return name in self._entries
+
+
+def unknown_message(kind, name, available):
+  close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+  message = f"Unknown {kind} component '{name}'."
+  if close:
+    message += f" Did you mean: {', '.join(close)}?"
+  message += f" Available: {', '.join(sorted(available)) or '(none)'}."
+  return message
+
+
+def get_registry(kind):
+  """The registry of `kind`, importing its module (and built-ins) first."""
+  if kind not in KIND_MODULES:
+    raise ConfigError(unknown_message('kind of', kind, list(KIND_MODULES)))
+  importlib.import_module(KIND_MODULES[kind])
+  return _REGISTRIES[kind]
+
+
+def register(kind, name=None):
+  """Decorator registering a class as a component of `kind` (see module doc)."""
+  registry = get_registry(kind)
+  return registry.register(name=name)
+
+
+def load_builtins():
+  """Import every kind's module so all built-in components are registered."""
+  return {kind: get_registry(kind) for kind in KIND_MODULES}
