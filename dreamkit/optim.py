@@ -1,0 +1,142 @@
+"""The optimizer every dreamkit learner uses: Adam with the DreamerV2 safeguards."""
+
+import keras
+import tensorflow as tf
+
+
+class Optimizer(tf.Module):
+  """Adam with global-norm clipping, loss scaling, skipped bad steps and weight decay.
+
+      optimizer = Optimizer('model', lr=1e-4)
+      with tf.GradientTape() as tape:
+        loss = ...                          # float32 scalar
+      metrics = optimizer(tape, loss, [encoder, dynamics, heads])
+
+  The tape must still be usable (not persistent is fine): when the global Keras policy
+  is `mixed_float16`, the loss is scaled by re-entering the tape (Keras 3's
+  `LossScaleOptimizer.scale_loss` must be recorded by the tape). A step whose gradients
+  are not all finite is never applied: no Adam update, no weight decay, the
+  `<name>_skipped` count grows by one and (under float16) the loss scale halves.
+
+  Weight decay follows the reference (danijar/dreamerv2 `tfutils.Optimizer`): every
+  variable is multiplied by `1 - wd` before the Adam update, independent of `lr`.
+
+  Args:
+    name: prefix of the metric names, e.g. 'model' -> 'model_loss'.
+    lr: Adam learning rate.
+    eps: Adam epsilon.
+    clip: clip gradients to this global norm (0 or None: no clipping).
+    wd: multiplicative weight decay per applied step (0 or None: none).
+
+  Returns (from `__call__`): `{'<name>_loss', '<name>_grad_norm', '<name>_loss_scale',
+  '<name>_skipped'}`, float32 scalars; the grad norm is the unclipped, unscaled norm
+  and `_skipped` counts skipped steps since construction.
+  """
+
+  def __init__(self, name, lr, eps=1e-5, clip=100.0, wd=1e-6):
+    super().__init__(name=f'{name}_optimizer')
+    if not 0 <= (wd or 0) < 1:
+      raise ValueError(f'Optimizer {name}: wd must be in [0, 1), got {wd}.')
+    self._prefix = name
+    self.lr = float(lr)
+    self.eps = float(eps)
+    self.clip = float(clip) if clip else None
+    self.wd = float(wd) if wd else None
+    self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name='skipped')
+    # Built at the first call, when the precision policy is known.
+    self._opt = None
+    self._mixed = None
+
+  @property
+  def optimizer(self):
+    """The underlying Keras optimizer (None before the first call)."""
+    return self._opt
+
+  @property
+  def mixed(self):
+    """True when losses are scaled (policy mixed_float16 at the first call)."""
+    return bool(self._mixed)
+
+  def _build(self, variables):
+    # Variables must be created eagerly even when the first call is traced.
+    with tf.init_scope():
+      self._mixed = keras.mixed_precision.global_policy().compute_dtype == 'float16'
+      opt = keras.optimizers.Adam(self.lr, epsilon=self.eps, name=self._prefix)
+      if self._mixed:
+        opt = keras.mixed_precision.LossScaleOptimizer(opt)
+      opt.build(variables)
+      self._opt = opt
+      count = sum(int(tf.size(v)) for v in variables)
+      print(f'Optimizer {self._prefix}: {count} parameters in {len(variables)} variables.')
+
+  def loss_scale(self):
+    if self._mixed:
+      return tf.cast(self._opt.dynamic_scale, tf.float32)
+    return tf.constant(1.0, tf.float32)
+
+  def __call__(self, tape, loss, modules):
+    """One step on `loss` (float32 scalar) over the trainable variables of `modules`."""
+    if loss.dtype != tf.float32 or loss.shape.rank != 0:
+      raise ValueError(
+          f'Optimizer {self._prefix}: the loss must be a float32 scalar, got '
+          f'{loss.dtype.name} {loss.shape}.')
+    modules = modules if isinstance(modules, (list, tuple)) else [modules]
+    variables = _unique([v for m in modules for v in m.trainable_variables])
+    if not variables:
+      raise ValueError(
+          f'Optimizer {self._prefix}: the modules hold no trainable variables '
+          '(are the Keras layers held by a keras Layer and already built?).')
+    if self._opt is None:
+      self._build(variables)
+
+    if self._mixed:
+      with tape:
+        scaled = self._opt.scale_loss(loss)
+      grads = tape.gradient(scaled, variables)
+      scale = tf.cast(self._opt.dynamic_scale, tf.float32)
+      grads = [g / scale if g is not None else None for g in grads]
+    else:
+      grads = tape.gradient(loss, variables)
+    grads = [
+        tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+        for g, v in zip(grads, variables)]
+    norm = tf.linalg.global_norm(grads)
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+    if self.clip:
+      # With a non-finite norm the clipped grads are NaN; the step is skipped then.
+      grads, _ = tf.clip_by_global_norm(grads, self.clip, use_norm=norm)
+
+    def apply():
+      if self.wd:
+        for var in variables:
+          var.assign(var * (1 - self.wd))
+      if self._mixed:
+        # The LossScaleOptimizer unscales itself and grows the scale over time.
+        self._opt.apply([g * scale for g in grads], variables)
+      else:
+        self._opt.apply(grads, variables)
+      return tf.constant(0, tf.int64)
+
+    def skip():
+      if self._mixed:
+        # Non-finite grads make the LossScaleOptimizer halve its scale, apply nothing.
+        self._opt.apply(grads, variables)
+      return tf.constant(1, tf.int64)
+
+    skipped = tf.cond(finite, apply, skip)
+    self.skipped.assign_add(skipped)
+    return {
+        f'{self._prefix}_loss': loss,
+        f'{self._prefix}_grad_norm': norm,
+        f'{self._prefix}_loss_scale': self.loss_scale(),
+        f'{self._prefix}_skipped': tf.cast(self.skipped, tf.float32),
+    }
+
+
+def _unique(variables):
+  seen, result = set(), []
+  for var in variables:
+    if id(var) not in seen:
+      seen.add(id(var))
+      result.append(var)
+  return result
