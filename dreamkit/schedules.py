@@ -1,0 +1,95 @@
+"""Hyperparameters that change with the training step, written as short strings.
+
+    schedule(0.003, step)                    # a number: constant
+    schedule('0.003', step)                  # a plain float string: constant
+    schedule('linear(0.1,0,2.5e6)', step)    # 0.1 -> 0 over 2.5e6 steps, then 0
+    schedule('warmup(1e4,0.1)', step)        # 0 -> 0.1 over 1e4 steps, then 0.1
+    schedule('exp(1,0.1,1e5)', step)         # 1 decaying to 0.1 with half-life 1e5
+
+`step` may be a Python number, a tensor or a `tf.Variable` read inside a `tf.function`:
+the string is parsed once (`parse`) and only the arithmetic runs in the graph, so a
+component parses its schedules in `__init__` and evaluates them in `train`.
+"""
+
+import re
+
+import tensorflow as tf
+
+from dreamkit.errors import ConfigError
+
+_NUMBER = r'\s*([-+0-9.eE]+)\s*'
+_FORMS = {
+    'linear': re.compile(rf'^linear\({_NUMBER},{_NUMBER},{_NUMBER}\)$'),
+    'warmup': re.compile(rf'^warmup\({_NUMBER},{_NUMBER}\)$'),
+    'exp': re.compile(rf'^exp\({_NUMBER},{_NUMBER},{_NUMBER}\)$'),
+}
+ACCEPTED = (
+    "a number, a float string ('3e-4'), 'linear(start,end,steps)', "
+    "'warmup(steps,value)' or 'exp(start,end,halflife)'")
+
+
+class Schedule:
+  """A parsed schedule: `value = schedule_object(step)` (float32 scalar tensor)."""
+
+  def __init__(self, spec, kind, args):
+    self.spec = spec
+    self.kind = kind
+    self.args = args
+
+  @property
+  def constant(self):
+    """True when the value does not depend on the step."""
+    return self.kind == 'constant'
+
+  def __call__(self, step):
+    if self.kind == 'constant':
+      return tf.constant(self.args[0], tf.float32)
+    step = tf.cast(step, tf.float32)
+    if self.kind == 'linear':
+      start, end, steps = self.args
+      mix = tf.clip_by_value(step / steps, 0.0, 1.0)
+      return (1 - mix) * start + mix * end
+    if self.kind == 'warmup':
+      steps, value = self.args
+      return tf.clip_by_value(step / steps, 0.0, 1.0) * value
+    start, end, halflife = self.args
+    return (start - end) * 0.5 ** (step / halflife) + end
+
+  def __repr__(self):
+    return f'Schedule({self.spec!r})'
+
+
+def parse(spec, name='schedule'):
+  """Parse `spec` (number or string) into a `Schedule`; `name` appears in errors."""
+  if isinstance(spec, Schedule):
+    return spec
+  if isinstance(spec, bool):
+    raise ConfigError(f'{name}: expected {ACCEPTED}, got the bool {spec!r}.')
+  if isinstance(spec, (int, float)):
+    return Schedule(spec, 'constant', (float(spec),))
+  if not isinstance(spec, str):
+    raise ConfigError(f'{name}: expected {ACCEPTED}, got {type(spec).__name__} {spec!r}.')
+  text = spec.strip()
+  try:
+    return Schedule(spec, 'constant', (float(text),))
+  except ValueError:
+    pass
+  for kind, pattern in _FORMS.items():
+    match = pattern.match(text)
+    if not match:
+      continue
+    try:
+      args = tuple(float(group) for group in match.groups())
+    except ValueError:
+      break
+    duration = args[2] if kind in ('linear', 'exp') else args[0]
+    if duration <= 0:
+      raise ConfigError(
+          f"{name}: the step count of '{spec}' must be positive, got {duration}.")
+    return Schedule(spec, kind, args)
+  raise ConfigError(f"{name}: cannot parse the schedule '{spec}'; expected {ACCEPTED}.")
+
+
+def schedule(spec, step):
+  """The value of `spec` at `step` as a float32 scalar tensor (see the module doc)."""
+  return parse(spec)(step)
