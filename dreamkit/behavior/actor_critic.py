@@ -1,0 +1,234 @@
+"""The actor-critic that learns behaviour from imagined trajectories."""
+
+import gin
+import gymnasium
+import keras
+import tensorflow as tf
+
+from dreamkit import optim
+from dreamkit import schedules
+from dreamkit.behavior import objectives as objectives_lib
+from dreamkit.behavior.imagination import imagine
+from dreamkit.behavior.returns import lambda_return
+from dreamkit.errors import ConfigError
+
+
+def is_discrete(space):
+  """True for a `gymnasium.spaces.Discrete` action space, False for a Box."""
+  return isinstance(space, gymnasium.spaces.Discrete)
+
+
+def check_space(space, owner):
+  """Raise a ConfigError unless `space` is Discrete(n) or a 1-D Box."""
+  if is_discrete(space):
+    return
+  if isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1:
+    return
+  raise ConfigError(
+      f'{owner}: unsupported action space {space}; use '
+      'gymnasium.spaces.Discrete(n) or Box(-1, 1, (d,)).')
+
+
+def action_size(space):
+  return int(space.n) if is_discrete(space) else int(space.shape[0])
+
+
+class ActorCritic(keras.layers.Layer):
+  """DreamerV2's actor-critic trained on imagined rollouts of the world model.
+
+      ac = ActorCritic(act_space, step)     # gin-configured
+      metrics = ac.train(world_model, start, is_terminal, reward_fn)
+      action = ac.actor(feat).sample()      # feat [N, F] -> action [N, A]
+
+  `start` is the posterior {key: [B, T, ...]}, `is_terminal` its [B, T] flags and
+  `reward_fn(traj) -> [H+1, N]` the reward of each imagined state (the agent passes the
+  mean of the world model's reward head, Plan2Explore its intrinsic reward).
+
+  Args:
+    act_space: gymnasium Discrete or Box(-1, 1) action space.
+    step: int64 tf.Variable, the agent step, for the schedules.
+    actor: head factory called as `actor(shape, dist=...)`; default `heads.MLPHead`.
+    critic: head factory called as `critic(shape)` (twice: critic and slow critic);
+      it must give a distribution whose `mode()` is the value (e.g. dist 'mse').
+    actor_dist: the actor's distribution; 'auto' = 'onehot' for Discrete,
+      'trunc_normal' for Box. It is passed to the actor factory, so set it here
+      rather than on the head.
+    objective: an `objectives` instance; None = Reinforce (discrete) or Dynamics.
+    actor_ent: entropy bonus weight, a number or schedule string.
+    discount: gamma, for the first imagined step and when there is no discount head.
+    discount_lambda: lambda of the lambda-returns.
+    imag_horizon: imagined steps H (H + 1 states).
+    slow_target: compute targets with a slowly updated copy of the critic.
+    slow_target_update: copy into the slow critic every this many critic updates.
+    slow_target_fraction: 1 copies; less moves the slow critic that fraction of the way.
+    slow_baseline: the Reinforce baseline also uses the slow critic.
+    reward_norm_momentum: momentum of the running reward magnitude (1.0 = off).
+    reward_norm_scale: rewards are multiplied by this after normalising.
+    reward_norm_eps: added to the magnitude before dividing.
+    actor_lr, critic_lr, eps, clip, wd: the two optimizers (dreamkit.optim.Optimizer).
+  """
+
+  def __init__(
+      self, act_space, step, actor=None, critic=None, actor_dist='auto',
+      objective=None, actor_ent=2e-3, discount=0.99, discount_lambda=0.95,
+      imag_horizon=15, slow_target=True, slow_target_update=100,
+      slow_target_fraction=1.0, slow_baseline=True, reward_norm_momentum=1.0,
+      reward_norm_scale=1.0, reward_norm_eps=1e-8, actor_lr=8e-5, critic_lr=2e-4,
+      eps=1e-5, clip=100.0, wd=1e-6):
+    super().__init__(name='actor_critic')
+    check_space(act_space, 'ActorCritic')
+    self.act_space = act_space
+    self.discrete = is_discrete(act_space)
+    self.step = step
+    if actor is None or critic is None:
+      from dreamkit.networks import heads  # Lazy: heads pull in the networks.
+      actor = actor or heads.MLPHead
+      critic = critic or heads.MLPHead
+    if actor_dist == 'auto':
+      actor_dist = 'onehot' if self.discrete else 'trunc_normal'
+    self.actor_dist = actor_dist
+    shape = (action_size(act_space),)
+    self.actor = actor(shape, dist=actor_dist)
+    self.critic = critic(())
+    self.slow_critic = critic(()) if slow_target else None
+    if objective is None:
+      objective = objectives_lib.auto(self.discrete)
+    elif isinstance(objective, type):
+      objective = objective()
+    if not isinstance(objective, objectives_lib.Objective):
+      raise ConfigError(
+          f'ActorCritic.objective must be an objectives instance such as '
+          f'@objectives.Reinforce(), got {objective!r}.')
+    self.objective = objective
+    self.actor_ent = schedules.parse(actor_ent, name='ActorCritic.actor_ent')
+    self.discount = float(discount)
+    self.discount_lambda = float(discount_lambda)
+    self.imag_horizon = int(imag_horizon)
+    if self.imag_horizon < 2:
+      raise ConfigError(
+          f'ActorCritic.imag_horizon must be at least 2 (the actor learns from H - 1 '
+          f'states), got {imag_horizon}.')
+    self.slow_target_update = int(slow_target_update)
+    self.slow_target_fraction = float(slow_target_fraction)
+    self.slow_baseline = bool(slow_baseline)
+    self.reward_norm = RewardNorm(reward_norm_momentum, reward_norm_scale, reward_norm_eps)
+    self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name='updates')
+    self.actor_opt = optim.Optimizer('actor', actor_lr, eps, clip, wd)
+    self.critic_opt = optim.Optimizer('critic', critic_lr, eps, clip, wd)
+
+  @property
+  def target_critic(self):
+    """The critic whose values form the lambda-return targets."""
+    return self.slow_critic if self.slow_critic is not None else self.critic
+
+  def policy(self, feat):
+    """The actor's distribution at `feat` [N, F] (batch shape [N])."""
+    return self.actor(feat)
+
+  def train(self, world_model, start, is_terminal, reward_fn):
+    """One actor and one critic update on trajectories imagined from `start`."""
+    metrics = {}
+    with tf.GradientTape() as actor_tape:
+      traj = imagine(
+          world_model, self.actor, start, is_terminal, self.imag_horizon, self.discount)
+      reward = tf.cast(reward_fn(traj), tf.float32)
+      traj['reward'], reward_metrics = self.reward_norm(reward)
+      target, target_metrics = self.target(traj)
+      actor_loss, actor_metrics = self.actor_loss(traj, target)
+    with tf.GradientTape() as critic_tape:
+      critic_loss, critic_metrics = self.critic_loss(traj, target)
+    metrics.update(self.actor_opt(actor_tape, actor_loss, [self.actor]))
+    metrics.update(self.critic_opt(critic_tape, critic_loss, [self.critic]))
+    metrics.update({f'reward_{k}': v for k, v in reward_metrics.items()})
+    metrics.update(target_metrics)
+    metrics.update(actor_metrics)
+    metrics.update(critic_metrics)
+    # After the first pass, when the slow critic's variables exist.
+    self.update_slow_target()
+    return metrics
+
+  def target(self, traj):
+    """Lambda-returns [H, N] from the target critic, bootstrapped at the last state."""
+    reward = traj['reward']
+    disc = tf.cast(traj['discount'], tf.float32)
+    value = tf.cast(self.target_critic(traj['feat']).mode(), tf.float32)
+    target = lambda_return(
+        reward[:-1], value[:-1], disc[:-1], bootstrap=value[-1],
+        lambda_=self.discount_lambda, axis=0)
+    metrics = {
+        'critic_slow': tf.reduce_mean(value),
+        'critic_target': tf.reduce_mean(target)}
+    return target, metrics
+
+  def actor_loss(self, traj, target):
+    """The objective's loss over the first H - 1 states (see objectives.Objective)."""
+    policy = self.actor(tf.stop_gradient(traj['feat'][:-2]))
+    baseline_critic = self.target_critic if self.slow_baseline else self.critic
+    baseline = tf.cast(baseline_critic(traj['feat'][:-2]).mode(), tf.float32)
+    ent_scale = self.actor_ent(self.step)
+    return self.objective(policy, traj, target, baseline, ent_scale, self.step)
+
+  def critic_loss(self, traj, target):
+    # States:     [s0]  [s1]  [s2]   s3
+    # Rewards:    [r0]  [r1]  [r2]   r3
+    # Values:     [v0]  [v1]  [v2]   v3
+    # Weights:    [ 1]  [w1]  [w2]   w3
+    # Targets:    [R0]  [R1]  [R2]
+    # Loss:        l0    l1    l2
+    # The last state has no target of its own: it only bootstraps R_{H-1}.
+    dist = self.critic(tf.stop_gradient(traj['feat'][:-1]))
+    target = tf.stop_gradient(target)
+    weight = tf.stop_gradient(traj['weight'][:-1])
+    loss = -tf.reduce_mean(dist.log_prob(target) * weight)
+    return loss, {'critic': tf.reduce_mean(tf.cast(dist.mode(), tf.float32))}
+
+  def update_slow_target(self):
+    """Every `slow_target_update` updates, move the slow critic to the critic."""
+    if self.slow_critic is None:
+      return
+    source = self.critic.variables
+    dest = self.slow_critic.variables
+    if len(source) != len(dest) or any(
+        s.shape != d.shape for s, d in zip(source, dest)):
+      raise ValueError(
+          'ActorCritic: the critic and the slow critic hold different variables; the '
+          'critic factory must build the same network on each call.')
+    # The very first update copies, so targets never come from random weights.
+    mix = tf.where(
+        self.updates == 0, tf.constant(1.0), tf.constant(self.slow_target_fraction))
+
+    def move():
+      for s, d in zip(source, dest):
+        d.assign(tf.cast(mix, d.dtype) * s + (1 - tf.cast(mix, d.dtype)) * d)
+      return tf.constant(True)
+
+    tf.cond(self.updates % self.slow_target_update == 0, move,
+            lambda: tf.constant(False))
+    self.updates.assign_add(1)
+
+
+class RewardNorm(tf.Module):
+  """Divides rewards by a running mean of their magnitude (momentum 1.0: off).
+
+      normed, metrics = norm(reward)      # [H+1, N] -> [H+1, N]
+  """
+
+  def __init__(self, momentum=1.0, scale=1.0, eps=1e-8):
+    super().__init__(name='reward_norm')
+    self.momentum = float(momentum)
+    self.scale = float(scale)
+    self.eps = float(eps)
+    self.mag = tf.Variable(1.0, dtype=tf.float32, trainable=False, name='mag')
+
+  def __call__(self, reward):
+    if self.momentum < 1.0:
+      mag = tf.reduce_mean(tf.abs(reward))
+      self.mag.assign(self.momentum * self.mag + (1 - self.momentum) * mag)
+    normed = reward / (self.mag + self.eps) * self.scale
+    metrics = {
+        'mean': tf.reduce_mean(reward), 'std': tf.math.reduce_std(reward),
+        'normed_mean': tf.reduce_mean(normed), 'normed_std': tf.math.reduce_std(normed)}
+    return normed, metrics
+
+
+gin.register(ActorCritic, module='dreamkit')

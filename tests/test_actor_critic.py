@@ -1,0 +1,219 @@
+"""ActorCritic and imagination on a tiny RSSM with reward and discount heads."""
+
+import functools
+
+import gymnasium
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dreamkit.behavior import objectives
+from dreamkit.behavior.actor_critic import ActorCritic
+from dreamkit.behavior.imagination import imagine
+from dreamkit.networks import dynamics as dynamics_lib
+from dreamkit.networks import heads
+
+B, T, E, H = 2, 4, 8, 3
+DISCRETE = gymnasium.spaces.Discrete(3)
+BOX = gymnasium.spaces.Box(-1, 1, (2,), np.float32)
+Head = functools.partial(heads.MLPHead, layers=2, units=16)
+
+
+class LatentModel(keras.layers.Layer):
+  """The part of a WorldModel that imagination reads: `dynamics` and `heads`."""
+
+  def __init__(self, action_size, discount_head=True):
+    super().__init__()
+    self.dynamics = dynamics_lib.CategoricalRSSM(deter=16, hidden=16, stoch=4, discrete=4)
+    self.dynamics.build_for(E, action_size)
+    self.heads = {'reward': Head(())}
+    if discount_head:
+      self.heads['discount'] = Head((), dist='binary')
+    self.action_size = action_size
+
+  def posterior(self, seed=0):
+    rng = np.random.default_rng(seed)
+    embed = tf.constant(rng.normal(size=(B, T, E)), tf.float32)
+    action = tf.one_hot(rng.integers(0, self.action_size, (B, T)), self.action_size)
+    is_first = tf.constant(np.arange(T)[None].repeat(B, 0) == 0)
+    post, _ = self.dynamics.observe(embed, action, is_first)
+    return post
+
+
+def reward_fn(model):
+  return lambda traj: model.heads['reward'](traj['feat']).mean()
+
+
+def is_terminal():
+  return tf.constant([[False, False, True, False], [False] * T])
+
+
+@pytest.fixture(scope='module')
+def discrete_setup():
+  model = LatentModel(3)
+  start = model.posterior()
+  step = tf.Variable(0, dtype=tf.int64)
+  ac = ActorCritic(DISCRETE, step, actor=Head, critic=Head, imag_horizon=H,
+                   slow_target_update=2)
+  return model, start, ac
+
+
+@pytest.fixture(scope='module')
+def box_setup():
+  model = LatentModel(2)
+  start = model.posterior()
+  step = tf.Variable(0, dtype=tf.int64)
+  ac = ActorCritic(BOX, step, actor=Head, critic=Head, imag_horizon=H)
+  return model, start, ac
+
+
+def test_imagine_shapes_discounts_and_weights(discrete_setup):
+  model, start, ac = discrete_setup
+  traj = imagine(model, ac.actor, start, is_terminal(), H, 0.9)
+  n = B * T
+  assert traj['feat'].shape[:2] == (H + 1, n)
+  assert traj['action'].shape == (H + 1, n, 3)
+  assert traj['stoch'].shape == (H + 1, n, 4, 4)
+  np.testing.assert_array_equal(traj['action'][0].numpy(), 0)
+  np.testing.assert_allclose(tf.reduce_sum(traj['action'][1:], -1).numpy(), 1)
+  # The start state keeps its posterior.
+  np.testing.assert_allclose(
+      traj['deter'][0].numpy(), tf.reshape(start['deter'], [n, -1]).numpy())
+  disc = traj['discount'].numpy()
+  expected_first = 0.9 * (1 - is_terminal().numpy().reshape(-1))
+  np.testing.assert_allclose(disc[0], expected_first)
+  weight = traj['weight'].numpy()
+  np.testing.assert_allclose(weight[0], 1)
+  np.testing.assert_allclose(weight[1], disc[0], rtol=1e-6)
+  np.testing.assert_allclose(weight[3], disc[0] * disc[1] * disc[2], rtol=1e-5)
+  # The terminal start (row b=0, t=2) gives no weight to anything after it.
+  np.testing.assert_allclose(weight[1:, 2], 0)
+
+
+def test_imagine_without_discount_head_uses_the_constant():
+  model = LatentModel(3, discount_head=False)
+  step = tf.Variable(0, dtype=tf.int64)
+  ac = ActorCritic(DISCRETE, step, actor=Head, critic=Head, imag_horizon=H)
+  traj = imagine(model, ac.actor, model.posterior(), None, H, 0.9)
+  np.testing.assert_allclose(traj['discount'].numpy(), 0.9)
+  np.testing.assert_allclose(traj['weight'][-1].numpy(), 0.9 ** 3, rtol=1e-6)
+
+
+def losses(model, start, ac):
+  traj = imagine(model, ac.actor, start, is_terminal(), H, ac.discount)
+  traj['reward'], _ = ac.reward_norm(reward_fn(model)(traj))
+  target, _ = ac.target(traj)
+  actor_loss, _ = ac.actor_loss(traj, target)
+  critic_loss, _ = ac.critic_loss(traj, target)
+  return traj, actor_loss, critic_loss
+
+
+@pytest.mark.parametrize('setup', ['discrete_setup', 'box_setup'])
+def test_auto_choices(setup, request):
+  _, _, ac = request.getfixturevalue(setup)
+  if setup == 'discrete_setup':
+    assert ac.actor_dist == 'onehot'
+    assert isinstance(ac.objective, objectives.Reinforce)
+  else:
+    assert ac.actor_dist == 'trunc_normal'
+    assert isinstance(ac.objective, objectives.Dynamics)
+
+
+@pytest.mark.parametrize('setup', ['discrete_setup', 'box_setup'])
+def test_every_actor_and_critic_variable_gets_a_gradient(setup, request):
+  model, start, ac = request.getfixturevalue(setup)
+  losses(model, start, ac)   # Builds the layers.
+  with tf.GradientTape(persistent=True) as tape:
+    _, actor_loss, critic_loss = losses(model, start, ac)
+  for loss, layer in ((actor_loss, ac.actor), (critic_loss, ac.critic)):
+    assert layer.trainable_variables
+    grads = tape.gradient(loss, layer.trainable_variables)
+    for var, grad in zip(layer.trainable_variables, grads):
+      assert grad is not None, var.path
+      assert np.abs(tf.convert_to_tensor(grad).numpy()).sum() > 0, var.path
+
+
+def test_reinforce_keeps_the_world_model_out_of_the_actor_loss(discrete_setup):
+  model, start, ac = discrete_setup
+  with tf.GradientTape() as tape:
+    _, actor_loss, _ = losses(model, start, ac)
+  grads = tape.gradient(actor_loss, model.trainable_variables)
+  assert model.trainable_variables
+  for grad in grads:
+    assert grad is None or np.abs(tf.convert_to_tensor(grad).numpy()).sum() == 0
+
+
+def test_dynamics_backpropagates_through_the_rssm(box_setup):
+  model, start, ac = box_setup
+  img_vars = (model.dynamics.img_in.trainable_variables +
+              model.dynamics.cell.trainable_variables +
+              model.dynamics.img_dist.trainable_variables)
+  with tf.GradientTape(persistent=True) as tape:
+    _, actor_loss, _ = losses(model, start, ac)
+  for var, grad in zip(img_vars, tape.gradient(actor_loss, img_vars)):
+    assert grad is not None and np.abs(grad.numpy()).sum() > 0, var.path
+  reward_vars = model.heads['reward'].trainable_variables
+  assert all(g is not None for g in tape.gradient(actor_loss, reward_vars))
+  actor_grads = tape.gradient(actor_loss, ac.actor.trainable_variables)
+  assert all(np.abs(g.numpy()).sum() > 0 for g in actor_grads)
+
+
+def values(layer):
+  return [v.numpy().copy() for v in layer.variables]
+
+
+def test_train_and_the_slow_critic_schedule(discrete_setup):
+  model, start, ac = discrete_setup   # slow_target_update=2
+  train = lambda: ac.train(model, start, is_terminal(), reward_fn(model))
+  ac.updates.assign(0)
+  metrics = train()
+  for key in ('actor_loss', 'critic_loss', 'actor_grad_norm', 'critic_grad_norm',
+              'actor_ent', 'actor_ent_scale', 'reward_mean', 'reward_std',
+              'critic_slow', 'critic_target', 'critic'):
+    assert np.isfinite(float(metrics[key])), key
+  # Copied after the first update.
+  for s, c in zip(values(ac.slow_critic), values(ac.critic)):
+    np.testing.assert_array_equal(s, c)
+  snapshot = values(ac.slow_critic)
+  train()   # update 1: no copy, the critic moves on.
+  changed = any(
+      not np.array_equal(s, c) for s, c in zip(values(ac.slow_critic), values(ac.critic)))
+  assert changed
+  for s, c in zip(values(ac.slow_critic), snapshot):
+    np.testing.assert_array_equal(s, c)
+  train()   # update 2: copy again.
+  for s, c in zip(values(ac.slow_critic), values(ac.critic)):
+    np.testing.assert_array_equal(s, c)
+  assert int(ac.updates) == 3
+
+
+def test_continuous_trains_one_step(box_setup):
+  model, start, ac = box_setup
+  before = values(ac.actor)
+  metrics = ac.train(model, start, is_terminal(), reward_fn(model))
+  assert np.isfinite(float(metrics['actor_loss']))
+  assert any(not np.array_equal(a, b) for a, b in zip(before, values(ac.actor)))
+
+
+@pytest.mark.parametrize('name', objectives.registry.names())
+def test_each_registered_objective_trains(name):
+  cls = objectives.registry.get(name)
+  if not issubclass(cls, objectives.Objective):
+    pytest.skip('an exploration behaviour (tests/test_exploration.py)')
+  model = LatentModel(2, discount_head=False)
+  step = tf.Variable(0, dtype=tf.int64)
+  ac = ActorCritic(BOX, step, actor=Head, critic=Head, objective=cls(), imag_horizon=H,
+                   actor_ent='linear(1e-3,0,100)')
+  metrics = ac.train(model, model.posterior(), None, reward_fn(model))
+  assert np.isfinite(float(metrics['actor_loss']))
+  assert np.isfinite(float(metrics['critic_loss']))
+
+
+def test_bad_configuration_is_a_user_error():
+  from dreamkit.errors import UserError
+  step = tf.Variable(0, dtype=tf.int64)
+  with pytest.raises(UserError, match='actor_ent'):
+    ActorCritic(BOX, step, actor=Head, critic=Head, actor_ent='lin(1,2)')
+  with pytest.raises(UserError, match='action space'):
+    ActorCritic(gymnasium.spaces.MultiBinary(3), step, actor=Head, critic=Head)
