@@ -1,0 +1,123 @@
+"""A tiny seeded env for tests and smoke runs: no simulator, microseconds per step.
+
+Every step shows a random target (as a bright band in `image` and in `vector`); the
+reward is high when the action matches the target of the observation it answers, so
+an agent can learn something. Episodes end at random with `is_terminal` or are cut at
+`length` steps with `is_last` only, so both ends of an episode occur.
+"""
+
+import numpy as np
+from gymnasium import spaces
+
+from dreamkit.envs import registry
+from dreamkit.envs import wrappers
+from dreamkit.envs.base import Env
+from dreamkit.errors import UserError
+
+TASKS = ('discrete', 'continuous')
+
+
+@registry.register
+class Fake(Env):
+  """A fake env with image and vector keys: `fake:discrete` or `fake:continuous`.
+
+  Args:
+    task: 'discrete' (Discrete(actions), reward 1 for the target action, else 0) or
+      'continuous' (Box dim, reward 1 - mean |action - target| / 2, in [0, 1]).
+    image: include an `image` key (uint8 [*size, channels]).
+    vector: include a `vector` key (float32 [actions + 1] or [dim + 1]).
+    size: (height, width) of the image.
+    channels: image channels.
+    length: the time limit in steps (is_last without is_terminal).
+    actions: number of discrete actions.
+    dim: size of the continuous action.
+    terminal_prob: chance per step that the episode terminates (is_terminal).
+    seed: seeds the targets and terminations; None for random.
+  """
+
+  prefix = 'fake'
+
+  def __init__(self, task, image=True, vector=True, size=(16, 16), channels=1,
+               length=20, actions=3, dim=2, terminal_prob=0.05, seed=None):
+    if task not in TASKS:
+      raise UserError(f"Unknown fake task '{task}'. Use fake:discrete or fake:continuous.")
+    if not image and not vector:
+      raise UserError('Fake env: at least one of image and vector must be True.')
+    if int(length) < 1 or int(actions) < 1 or int(dim) < 1 or int(channels) < 1:
+      raise UserError('Fake env: length, actions, dim and channels must be at least 1.')
+    if not 0 <= terminal_prob < 1:
+      raise UserError(f'Fake env: terminal_prob must be in [0, 1); got {terminal_prob}.')
+    self._discrete = task == 'discrete'
+    self._image = bool(image)
+    self._vector = bool(vector)
+    self._size = wrappers.check_size(size, 'Fake env')
+    self._channels = int(channels)
+    self._length = int(length)
+    self._actions = int(actions)
+    self._dim = int(dim)
+    self._terminal_prob = float(terminal_prob)
+    self._random = np.random.default_rng(seed)
+    self._clock = wrappers.EpisodeClock(self._length)
+    self._target = None
+    keys = {}
+    if self._image:
+      keys['image'] = wrappers.image_space((*self._size, self._channels))
+    if self._vector:
+      width = self._actions if self._discrete else self._dim
+      keys['vector'] = wrappers.vector_space(width + 1)
+    self._obs_space = wrappers.obs_space(keys)
+
+  @property
+  def obs_space(self):
+    return self._obs_space
+
+  @property
+  def act_space(self):
+    if self._discrete:
+      return spaces.Discrete(self._actions)
+    return wrappers.continuous_space(self._dim)
+
+  def reset(self):
+    self._clock.reset()
+    self._new_target()
+    return wrappers.step_dict(self._obs(), 0.0, True, False, False)
+
+  def step(self, action):
+    if self._target is None:
+      raise RuntimeError('Call reset() before step().')
+    if self._discrete:
+      reward = float(wrappers.discrete_index(action, self._actions) == self._target)
+    else:
+      action = wrappers.rescale_action(action, -np.ones(self._dim), np.ones(self._dim))
+      reward = 1.0 - float(np.abs(action - self._target).mean()) / 2.0
+    terminal = bool(self._random.random() < self._terminal_prob)
+    cut = self._clock.tick()
+    self._new_target()
+    return wrappers.step_dict(self._obs(), reward, False, terminal or cut, terminal)
+
+  def _new_target(self):
+    if self._discrete:
+      self._target = int(self._random.integers(self._actions))
+    else:
+      self._target = self._random.uniform(-1, 1, self._dim).astype(np.float32)
+
+  def _obs(self):
+    obs = {}
+    progress = np.float32(self._clock.steps / self._length)
+    if self._discrete:
+      code = np.eye(self._actions, dtype=np.float32)[self._target]
+    else:
+      code = self._target.astype(np.float32)
+    if self._vector:
+      obs['vector'] = np.concatenate([code, [progress]]).astype(np.float32)
+    if self._image:
+      height, width = self._size
+      image = np.zeros((height, width, self._channels), np.uint8)
+      # One vertical band per action (discrete) or per action dimension whose
+      # brightness is the target (continuous).
+      bands = np.array_split(np.arange(width), len(code))
+      for band, value in zip(bands, code):
+        brightness = value if self._discrete else (value + 1) / 2
+        image[:, band, :] = np.uint8(round(255 * float(brightness)))
+      obs['image'] = image
+    return obs

@@ -1,0 +1,215 @@
+"""Any registered Gymnasium environment, turned into DreamerV2 step dicts.
+
+Observation spaces become keys: a uint8 Box of shape [H, W] or [H, W, C] becomes an
+image key, any other Box a flattened float32 vector key, a Discrete a one-hot vector
+key, and a Dict one key per entry (nested entries joined with '_'). A plain Box
+observation is called `image` or `vector`. Discrete actions stay Discrete(n); Box
+actions become Box(-1, 1) and are rescaled to the env's bounds.
+"""
+
+import difflib
+
+import numpy as np
+from gymnasium import spaces
+
+from dreamkit.envs import registry
+from dreamkit.envs import wrappers
+from dreamkit.envs.base import Env
+from dreamkit.errors import UserError
+
+SUPPORTED = ('observations: Box (images: uint8 [H, W] or [H, W, C]; anything else is '
+             'flattened to a float32 vector), Discrete (one-hot) and Dict of those; '
+             'actions: Discrete and Box')
+
+
+def _is_image(space):
+  if space.dtype != np.uint8 or len(space.shape) not in (2, 3):
+    return False
+  return len(space.shape) == 2 or space.shape[-1] in (1, 3, 4)
+
+
+def _describe(space):
+  return f'{type(space).__name__} {space}'
+
+
+@registry.register
+class Gym(Env):
+  """A registered Gymnasium env by id: `gym:CartPole-v1`, `gym:my_package:MyEnv-v0`.
+
+  Args:
+    task: a Gymnasium id; the `module:Id` form imports `module` first.
+    pixels: also render an `image` key (render_mode 'rgb_array').
+    size: (height, width) every image key is area-resized to; None keeps the
+      native size of observation images (rendered pixels always need a size).
+    action_repeat: env steps per agent step (rewards summed).
+    time_limit: cut episodes after this many agent steps (is_last only); 0 keeps
+      the env's own limit (its TimeLimit wrapper, reported as truncation).
+    seed: seeds the first reset; None for random.
+  """
+
+  prefix = 'gym'
+
+  def __init__(self, task, pixels=False, size=(64, 64), action_repeat=1, time_limit=0,
+               seed=None):
+    import gymnasium
+    if int(action_repeat) < 1:
+      raise UserError(f'Gym action_repeat must be at least 1; got {action_repeat}.')
+    self._size = None if size is None else wrappers.check_size(size, f'gym:{task}')
+    if pixels and self._size is None:
+      raise UserError(f'gym:{task}: pixels=True needs a size (height, width).')
+    self._repeat = int(action_repeat)
+    self._pixels = bool(pixels)
+    self._clock = wrappers.EpisodeClock(time_limit)
+    kwargs = {}
+    if pixels:
+      kwargs['render_mode'] = 'rgb_array'
+    if self._clock.limit:
+      # The env's own TimeLimit must not cut before ours.
+      kwargs['max_episode_steps'] = self._clock.limit * self._repeat
+    try:
+      self._env = gymnasium.make(task, **kwargs)
+    except gymnasium.error.Error as e:
+      ids = list(gymnasium.registry)
+      close = difflib.get_close_matches(task, ids, n=3, cutoff=0.5)
+      hint = f" Did you mean: {', '.join(close)}?" if close else ''
+      raise UserError(
+          f"Cannot make Gymnasium env '{task}': {e}.{hint} Use a registered id, or "
+          "'module:Id' to import the module that registers it.") from None
+    self._keys = {}  # key -> (path into the raw observation, converter)
+    self._flatten(self._env.observation_space, (), None)
+    if self._pixels:
+      if 'image' in self._keys:
+        raise UserError(
+            f"gym:{task} observes an image already; pixels=True would add a second "
+            "'image' key. Leave pixels off.")
+      self._keys['image'] = ((), None)
+    self._obs_space = wrappers.obs_space(self._key_spaces())
+    space = self._env.action_space
+    if isinstance(space, spaces.Discrete):
+      self._act_space = spaces.Discrete(int(space.n))
+    elif isinstance(space, spaces.Box):
+      self._act_space = wrappers.continuous_space(int(np.prod(space.shape)))
+    else:
+      self._env.close()
+      raise UserError(
+          f'gym:{task} has the action space {_describe(space)}, which dreamkit does '
+          f'not support. Supported: {SUPPORTED}.')
+    self._seed = seed
+    self._seeded = False
+
+  @property
+  def obs_space(self):
+    return self._obs_space
+
+  @property
+  def act_space(self):
+    return self._act_space
+
+  @property
+  def env(self):
+    """The Gymnasium env (with the wrappers gymnasium.make added)."""
+    return self._env
+
+  def reset(self):
+    if self._seeded:
+      obs, _ = self._env.reset()
+    else:
+      obs, _ = self._env.reset(seed=self._seed)
+      if self._seed is not None:
+        self._env.action_space.seed(self._seed)
+      self._seeded = True
+    self._clock.reset()
+    return wrappers.step_dict(self._convert(obs), 0.0, True, False, False)
+
+  def step(self, action):
+    space = self._env.action_space
+    if isinstance(space, spaces.Discrete):
+      action = int(space.start) + wrappers.discrete_index(action, int(space.n))
+    else:
+      action = wrappers.rescale_action(action, space.low, space.high).astype(space.dtype)
+    reward = 0.0
+    terminated = truncated = False
+    for _ in range(self._repeat):
+      obs, frame_reward, terminated, truncated, _ = self._env.step(action)
+      reward += float(frame_reward)
+      if terminated or truncated:
+        break
+    cut = self._clock.tick()
+    return wrappers.step_dict(
+        self._convert(obs), reward, False, terminated or truncated or cut, terminated)
+
+  def close(self):
+    self._env.close()
+
+  def _flatten(self, space, path, name):
+    """Fills self._keys from the observation space; UserError for unsupported ones."""
+    if isinstance(space, spaces.Dict):
+      for key, subspace in space.spaces.items():
+        self._flatten(subspace, path + (key,), key if name is None else f'{name}_{key}')
+      return
+    if isinstance(space, spaces.Box):
+      kind = 'image' if _is_image(space) else 'vector'
+    elif isinstance(space, spaces.Discrete):
+      kind = 'onehot'
+    else:
+      raise UserError(
+          f"The observation space {_describe(space)}"
+          f"{f' (entry {name!r})' if name else ''} of this Gymnasium env is not "
+          f'supported. Supported: {SUPPORTED}.')
+    key = name if name is not None else ('image' if kind == 'image' else 'vector')
+    if key in wrappers.RESERVED_KEYS:
+      key = f'obs_{key}'
+    self._keys[key] = (path, (kind, space))
+
+  def _key_spaces(self):
+    result = {}
+    for key, (_, converter) in self._keys.items():
+      if converter is None:
+        result[key] = wrappers.image_space((*self._size, 3))
+        continue
+      kind, space = converter
+      if kind == 'image':
+        height, width = self._size or space.shape[:2]
+        channels = space.shape[2] if len(space.shape) == 3 else 1
+        result[key] = wrappers.image_space((height, width, channels))
+      elif kind == 'vector':
+        result[key] = wrappers.vector_space(int(np.prod(space.shape)))
+      else:
+        result[key] = wrappers.vector_space(int(space.n))
+    return result
+
+  def _convert(self, obs):
+    result = {}
+    for key, (path, converter) in self._keys.items():
+      if converter is None:
+        result[key] = self._render()
+        continue
+      value = obs
+      for part in path:
+        value = value[part]
+      kind, space = converter
+      if kind == 'image':
+        image = np.asarray(value, np.uint8)
+        if self._size is not None:
+          image = wrappers.area_resize(image, self._size)
+        result[key] = image[..., None] if image.ndim == 2 else image
+      elif kind == 'vector':
+        result[key] = np.asarray(value, np.float32).reshape(-1)
+      else:
+        onehot = np.zeros(int(space.n), np.float32)
+        onehot[int(value) - int(space.start)] = 1.0
+        result[key] = onehot
+    return result
+
+  def _render(self):
+    import gymnasium
+    try:
+      frame = self._env.render()
+    except gymnasium.error.DependencyNotInstalled as e:
+      raise UserError(f'pixels=True needs this env to render, which failed: {e}') from None
+    if frame is None:
+      raise UserError('pixels=True, but the env rendered nothing (render() returned None).')
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:
+      frame = np.clip(frame * 255 if frame.max() <= 1 else frame, 0, 255).astype(np.uint8)
+    return wrappers.area_resize(frame[..., :3], self._size)
