@@ -1,6 +1,7 @@
 """The optimizer every dreamkit learner uses: Adam with the DreamerV2 safeguards."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -66,7 +67,7 @@ class Optimizer(tf.Module):
         opt = keras.mixed_precision.LossScaleOptimizer(opt)
       opt.build(variables)
       self._opt = opt
-      count = sum(int(tf.size(v)) for v in variables)
+      count = sum(int(np.prod(v.shape)) for v in variables)
       print(f'Optimizer {self._prefix}: {count} parameters in {len(variables)} variables.')
 
   def loss_scale(self):
