@@ -1,0 +1,197 @@
+"""The one configuration loader: plugins, then .gin files, then bindings, then finalize.
+
+    from dreamkit import config
+    loaded = config.load(['pipelines/atari_dreamerv2.gin'], ['Pipeline.steps = 1e5'],
+                         plugins=['my_encoder.py'])
+
+Every gin problem a user can cause comes out as a `ConfigError` whose message names
+the file and line (or the command-line binding) and says how to fix it.
+"""
+
+import dataclasses
+import difflib
+import re
+import tokenize
+from pathlib import Path
+
+import gin
+
+from dreamkit import plugins as plugins_lib
+from dreamkit import registry
+from dreamkit.errors import ConfigError
+
+
+@dataclasses.dataclass
+class Loaded:
+  """What `load` parsed: kept so the run can record it and workers can re-parse."""
+  files: list
+  bindings: list
+  plugins: list  # Paths of plugin files, resolved.
+
+  def config_str(self):
+    return gin.config_str()
+
+
+def load(files, bindings=(), plugins=(), finalize=True):
+  """Loads plugins, parses `files` in order, then `bindings`, then finalizes.
+
+  Later files and bindings override earlier ones. Raises ConfigError for every
+  mistake a user can make in them.
+  """
+  plugin_paths = plugins_lib.load(plugins)
+  plugins_lib.load_entry_points()
+  registry.load_builtins()
+  # Fail on the first missing file before parsing anything, naming every one missing.
+  missing = [str(f) for f in files if not Path(f).is_file()]
+  if missing:
+    raise ConfigError(
+        f"No such pipeline file: {', '.join(missing)}. Pass the path of a .gin "
+        'file, e.g. pipelines/atari_dreamerv2.gin.')
+  for file in files:
+    _parse(lambda file=file: gin.parse_config_file(str(file)), where=f'file {file}')
+  for binding in bindings:
+    _parse(lambda binding=binding: gin.parse_config(binding),
+           where=f"binding -b '{binding}'")
+  if finalize:
+    gin.finalize()
+  return Loaded([str(f) for f in files], list(bindings), plugin_paths)
+
+
+def _parse(parse_fn, where):
+  try:
+    parse_fn()
+  except SyntaxError as e:
+    location = e.args[1] if len(e.args) > 1 else None
+    if location is not None and hasattr(location, 'line_num'):
+      raise ConfigError(
+          f'Syntax error in {location.filename}, line {location.line_num}: '
+          f'{e.args[0]}\n    {location.line_content.rstrip()}') from None
+    raise ConfigError(f'Syntax error in {where}: {e}') from None
+  except tokenize.TokenError as e:
+    line = e.args[1][0] if len(e.args) > 1 else '?'
+    raise ConfigError(
+        f'Syntax error in {where}, line {line}: {e.args[0]} (an unclosed '
+        'bracket or quote?)') from None
+  except ImportError as e:
+    raise ConfigError(
+        f'An import in {where} failed: {_first_lines(e)}\nInstall the package or '
+        'pass the plugin file with --plugin.') from None
+  except (ValueError, OSError, TypeError) as e:
+    raise ConfigError(explain(e, where)) from None
+
+
+def explain(error, where=''):
+  """A user-facing message for a gin error: what, where, how to fix."""
+  text = str(error)
+  location = _location(text) or where
+  match = re.search(r"No configurable matching (?:reference )?'@?([\w./]+?)(?:\(\))?'", text)
+  if match:
+    return _unknown_component(match.group(1), location)
+  match = re.search(r"Configurable '([\w.]+)' doesn't have a parameter named '(\w+)'", text)
+  if match:
+    return _unknown_parameter(match.group(1), match.group(2), location)
+  match = re.search(r'Unable to open file: (\S+?)\.', text)
+  if match:
+    return f'Cannot open {match.group(1)} (included from {location}): check the path.'
+  match = re.search(r'Required bindings for `([\w.]+)` not provided in config: \[(.*?)\]', text)
+  if match:
+    names = [n.strip(" '") for n in match.group(2).split(',')]
+    wanted = ', '.join(f'{match.group(1)}.{n}' for n in names)
+    return (f'Required value not set: {wanted}. Set it in a .gin file or on the '
+            f"command line, e.g. -b '{match.group(1)}.{names[0]} = ...'.")
+  return f'Configuration error in {location}: {_first_lines(error)}'
+
+
+def _location(text):
+  match = re.search(r'In file "([^"]+)", line (\d+)', text)
+  if match:
+    return f'{match.group(1)}, line {match.group(2)}'
+  match = re.search(r'In bindings string line (\d+)\n\s*(.*)', text)
+  if match:
+    return f"binding '{match.group(2).strip()}'"
+  return None
+
+
+def _unknown_component(name, location):
+  scope_free = name.split('/')[-1]
+  kind, _, component = scope_free.rpartition('.')
+  message = f"Unknown component '{scope_free}' in {location}."
+  if kind in registry.KIND_MODULES:
+    available = registry.get_registry(kind).names()
+    close = difflib.get_close_matches(component, available, n=3, cutoff=0.5)
+    if close:
+      message += f" Did you mean: {', '.join(f'{kind}.{c}' for c in close)}?"
+    message += f" Available {kind}: {', '.join(available)}."
+  else:
+    known = _all_configurable_names()
+    close = difflib.get_close_matches(scope_free, known, n=3, cutoff=0.6)
+    if close:
+      message += f" Did you mean: {', '.join(close)}?"
+    message += ' Run `dreamkit components` to list every component.'
+  return message
+
+
+def _unknown_parameter(configurable, parameter, location):
+  message = f"'{configurable}' has no parameter '{parameter}' ({location})."
+  try:
+    target = gin.get_configurable(configurable)
+    import inspect
+    signature = inspect.signature(getattr(target, '__init__', target))
+    names = [p for p in signature.parameters if p not in ('self', 'args', 'kwargs')]
+  except Exception:  # The configurable's signature is unavailable: no suggestions.
+    names = []
+  close = difflib.get_close_matches(parameter, names, n=3, cutoff=0.5)
+  if close:
+    message += f" Did you mean: {', '.join(close)}?"
+  if names:
+    message += f" Its parameters: {', '.join(names)}."
+  return message
+
+
+def _all_configurable_names():
+  names = set()
+  for selector in gin.config._REGISTRY:  # pylint: disable=protected-access
+    parts = selector.split('.')
+    names.add('.'.join(parts[-2:]) if len(parts) > 1 else selector)
+    names.add(parts[-1])
+  return sorted(names)
+
+
+def _first_lines(error, count=3):
+  return '\n'.join(str(error).strip().splitlines()[:count])
+
+
+def unused_bindings():
+  """Bindings that were parsed but never read by any constructed component.
+
+  Call after the pipeline has built everything and run one train step. Macros are
+  excluded (they are read through the bindings that reference them).
+  """
+  config = gin.config._CONFIG  # pylint: disable=protected-access
+  operative = gin.config._OPERATIVE_CONFIG  # pylint: disable=protected-access
+  unused = []
+  for (scope, selector), params in config.items():
+    if selector == 'gin.macro' or selector.startswith('gin.'):
+      continue
+    used = operative.get((scope, selector), {})
+    for name in params:
+      if name not in used:
+        short = '.'.join(selector.split('.')[-2:]) if selector.startswith('dreamkit.') \
+            else selector.split('.')[-1]
+        unused.append(f"{scope + '/' if scope else ''}{short}.{name}")
+  return sorted(unused)
+
+
+def save(logdir, name='config.gin', operative=False):
+  """Writes the current (or operative) config to `logdir/name` atomically."""
+  text = gin.operative_config_str() if operative else gin.config_str()
+  path = Path(logdir) / name
+  tmp = path.with_suffix(path.suffix + '.tmp')
+  tmp.write_text(text)
+  tmp.replace(path)
+  return path
+
+
+def resolved_str():
+  """The parsed configuration (files then bindings, later values winning) as gin text."""
+  return gin.config_str()
