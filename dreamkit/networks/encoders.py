@@ -1,0 +1,109 @@
+"""Encoders: observation dict -> embedding. Registry `encoders`."""
+
+import re
+
+import keras
+import tensorflow as tf
+
+from dreamkit.errors import ConfigError, UserError
+from dreamkit.networks import layers as nets
+from dreamkit.networks.base import Encoder, input_keys
+from dreamkit.registry import Registry
+
+registry = Registry('encoders', Encoder)
+
+
+def split_keys(keys, cnn_keys, mlp_keys):
+  """(image keys, vector keys): a key matching `cnn_keys` is an image, else a vector
+  if it matches `mlp_keys`; reserved keys (action, reward, is_*, ...) never match."""
+  cnn_re, mlp_re = re.compile(cnn_keys), re.compile(mlp_keys)
+  keys = input_keys(keys)
+  images = [k for k in keys if cnn_re.match(k)]
+  vectors = [k for k in keys if k not in images and mlp_re.match(k)]
+  return images, vectors
+
+
+@registry.register
+class DreamerEncoder(Encoder):
+  """DreamerV2's encoder: a CNN over image keys and an MLP over vector keys, concatenated.
+
+      embed = encoder(obs)   # images [..., H, W, C], vectors [..., D] -> [..., E]
+
+  The CNN has one stride-2 VALID conv per entry of `cnn_kernels` with depths
+  `2**i * cnn_depth`; 64x64 images and the defaults give 2x2x384 = 1536 features.
+  Image keys with the same HxW are stacked along channels. Keys are picked by regex
+  (`re.match`) at the first call: `cnn_keys` first, then `mlp_keys` among the rest.
+
+  Args:
+    cnn_keys: regex of the image keys.
+    mlp_keys: regex of the vector keys (the reference default '^$' picks none; here
+      any non-image input key, so vector-only tasks work without extra config).
+    act: activation after every conv and dense layer.
+    norm: 'none' or 'layer' after every conv and dense layer.
+    cnn_depth: channel multiplier of the convs.
+    cnn_kernels: kernel size of each conv (their count is the number of convs).
+    mlp_layers: number of dense layers over the vector keys.
+    mlp_units: width of those layers.
+  """
+
+  def __init__(
+      self, cnn_keys=r'image', mlp_keys=r'.*', act='elu', norm='none',
+      cnn_depth=48, cnn_kernels=(4, 4, 4, 4), mlp_layers=4, mlp_units=400):
+    super().__init__()
+    self.cnn_keys = cnn_keys
+    self.mlp_keys = mlp_keys
+    self.act = nets.get_act(act, 'DreamerEncoder')
+    self.cnn_kernels = tuple(cnn_kernels)
+    self.convs = [
+        keras.layers.Conv2D(2 ** i * cnn_depth, kernel, 2, name=f'conv{i}')
+        for i, kernel in enumerate(self.cnn_kernels)]
+    self.conv_norms = [
+        nets.NormLayer(norm, name=f'convnorm{i}') for i in range(len(self.convs))]
+    self.mlp = nets.MLP(mlp_layers, mlp_units, act, norm, name='mlp')
+    self.image_keys = None
+    self.vector_keys = None
+
+  def _pick_keys(self, obs):
+    images, vectors = split_keys(obs, self.cnn_keys, self.mlp_keys)
+    if not images and not vectors:
+      raise ConfigError(
+          f'DreamerEncoder: no observation key matches cnn_keys={self.cnn_keys!r} '
+          f'or mlp_keys={self.mlp_keys!r} (input keys: {input_keys(obs)}). Set '
+          'DreamerEncoder.cnn_keys / DreamerEncoder.mlp_keys in your gin config.')
+    sizes = {tuple(obs[k].shape[-3:-1]) for k in images}
+    if len(sizes) > 1:
+      raise UserError(
+          f'DreamerEncoder: image keys {images} have different sizes {sorted(sizes)}; '
+          'they are stacked along channels and must share HxW. Restrict '
+          'DreamerEncoder.cnn_keys to keys of one size.')
+    if images:
+      size = obs[images[0]].shape[-3:-1]
+      for kernel in self.cnn_kernels:
+        size = [(s - kernel) // 2 + 1 for s in size]
+      if min(size) < 1:
+        raise UserError(
+            f'DreamerEncoder: images of size {tuple(obs[images[0]].shape[-3:-1])} '
+            f'are too small for cnn_kernels={self.cnn_kernels} (stride 2, VALID). '
+            'Use smaller kernels, e.g. (2, 2, 2, 2) for 16x16 images.')
+    print(f'DreamerEncoder inputs: CNN {images}, MLP {vectors}')
+    self.image_keys, self.vector_keys = images, vectors
+
+  def call(self, obs):
+    if self.image_keys is None:
+      self._pick_keys(obs)
+    outputs = []
+    if self.image_keys:
+      x = tf.concat([tf.cast(obs[k], self.compute_dtype) for k in self.image_keys], -1)
+      batch = tf.shape(x)[:-3]
+      x = tf.reshape(x, tf.concat([[-1], tf.shape(x)[-3:]], 0))
+      x.set_shape([None] + obs[self.image_keys[0]].shape[-3:-1].as_list() +
+                  [x.shape[-1]])
+      for conv, norm in zip(self.convs, self.conv_norms):
+        x = self.act(norm(conv(x)))
+      size = x.shape[1] * x.shape[2] * x.shape[3]
+      outputs.append(tf.reshape(x, tf.concat([batch, [size]], 0)))
+    if self.vector_keys:
+      x = tf.concat([tf.cast(obs[k], self.compute_dtype) for k in self.vector_keys], -1)
+      outputs.append(self.mlp(x))
+    embed = tf.concat(outputs, -1) if len(outputs) > 1 else outputs[0]
+    return embed

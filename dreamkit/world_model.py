@@ -1,0 +1,243 @@
+"""DreamerV2's world model: encoder, latent dynamics and heads, trained together.
+
+    wm = WorldModel(obs_space, act_space)       # gin: WorldModel.kl_balance = 0.8, ...
+    state, outputs, metrics = wm.train(batch)   # batch {key: [B, T, ...]}, one Adam step
+
+Every part is swappable through its registry (`encoders`, `dynamics`, `heads`):
+
+    WorldModel.dynamics = @dynamics.GaussianRSSM()
+"""
+
+import gin
+import keras
+import tensorflow as tf
+
+from dreamkit.errors import ConfigError
+from dreamkit.networks import dynamics as dynamics_lib
+from dreamkit.networks import encoders as encoders_lib
+from dreamkit.networks import heads as heads_lib
+from dreamkit.networks.base import Dynamics, Encoder, Head, input_keys
+from dreamkit.optim import Optimizer
+
+REWARD_CLIPS = {'tanh': tf.tanh, 'identity': tf.identity, 'sign': tf.sign}
+HEAD_NAMES = ('decoder', 'reward', 'discount')
+
+
+class WorldModel(keras.layers.Layer):
+  """Encoder + RSSM + heads with DreamerV2's loss and one optimizer.
+
+  Args:
+    obs_space: {key: gymnasium.spaces.Box} of a step dict; the input keys (not
+      action, reward, discount, is_*, log_*) are encoded and decoded.
+    act_space: the action space (Discrete or Box).
+    encoder: an Encoder instance, or a class/factory called with no arguments.
+      None: `encoders.DreamerEncoder()` with its gin bindings.
+    dynamics: a Dynamics instance or class/factory. None: `dynamics.CategoricalRSSM()`.
+    decoder: a factory called as `decoder(shapes)`, shapes {key: shape}. None:
+      `heads.DreamerDecoder`.
+    reward_head: a factory called as `reward_head(())`. None: `heads.MLPHead`, mse.
+    discount_head: a factory called as `discount_head(())`. None: `heads.MLPHead`
+      with dist 'binary'.
+    pred_discount: whether to learn the discount head (False on DMC).
+    grad_heads: heads whose gradients reach the encoder and RSSM; the others are
+      trained on stop_gradient(feat).
+    loss_scales: {loss name: scale}, names 'kl', 'reward', 'discount' and the decoded
+      keys ('image', ...); missing names scale by 1.
+    kl_balance: weight of KL(sg(post) || prior) (the rest trains the posterior).
+    kl_free: free nats per side of the balanced KL.
+    kl_forward: use KL(prior || post) instead of KL(post || prior).
+    kl_free_avg: apply free nats to the batch mean (True) or per step.
+    clip_rewards: 'tanh', 'identity' or 'sign', applied to training rewards.
+    discount: discount factor; the discount target is discount * (1 - is_terminal).
+    model_lr, model_eps, model_clip, model_wd: the model's Adam (see optim.Optimizer).
+  """
+
+  def __init__(
+      self, obs_space, act_space, encoder=None, dynamics=None, decoder=None,
+      reward_head=None, discount_head=None, pred_discount=True,
+      grad_heads=('decoder', 'reward', 'discount'), loss_scales=None,
+      kl_balance=0.8, kl_free=0.0, kl_forward=False, kl_free_avg=True,
+      clip_rewards='tanh', discount=0.99, model_lr=1e-4, model_eps=1e-5,
+      model_clip=100.0, model_wd=1e-6):
+    super().__init__(name='world_model')
+    self.obs_space = obs_space
+    self.act_space = act_space
+    self.shapes = {k: tuple(obs_space[k].shape) for k in input_keys(obs_space)}
+    if not self.shapes:
+      raise ConfigError(
+          f'WorldModel: the observation space has no input keys ({list(obs_space)}).')
+    unknown = [name for name in grad_heads if name not in HEAD_NAMES]
+    if unknown:
+      raise ConfigError(
+          f'WorldModel.grad_heads {list(grad_heads)}: unknown head(s) {unknown}; use '
+          f"names from {', '.join(HEAD_NAMES)}.")
+    loss_scales = dict(loss_scales or {})
+    known = {'kl', 'reward', 'discount', *self.shapes}
+    unknown = sorted(set(loss_scales) - known)
+    if unknown:
+      raise ConfigError(
+          f'WorldModel.loss_scales has unknown loss name(s) {unknown}; the losses '
+          f"are: {', '.join(sorted(known))}.")
+    if clip_rewards not in REWARD_CLIPS:
+      raise ConfigError(
+          f"WorldModel.clip_rewards '{clip_rewards}' is unknown; use one of: "
+          f"{', '.join(REWARD_CLIPS)}.")
+    self.grad_heads = tuple(grad_heads)
+    self.loss_scales = loss_scales
+    self.kl = dict(forward=bool(kl_forward), balance=float(kl_balance),
+                   free=float(kl_free), free_avg=bool(kl_free_avg))
+    self.clip_rewards = clip_rewards
+    self.discount = float(discount)
+    self.pred_discount = bool(pred_discount)
+
+    self.encoder = _instance(
+        encoder, encoders_lib.registry, 'DreamerEncoder', Encoder, 'encoder')
+    self.dynamics = _instance(
+        dynamics, dynamics_lib.registry, 'CategoricalRSSM', Dynamics, 'dynamics')
+    heads = {'decoder': _head(decoder, 'DreamerDecoder', self.shapes, 'decoder')}
+    heads['reward'] = _head(reward_head, 'MLPHead', (), 'reward_head')
+    if self.pred_discount:
+      heads['discount'] = _head(
+          discount_head, 'MLPHead', (), 'discount_head', dist='binary')
+    self.heads = heads
+    self.optimizer = Optimizer('model', model_lr, model_eps, model_clip, model_wd)
+
+  def preprocess(self, batch):
+    """Raw batch -> model data: uint8 images to float32 [-0.5, 0.5], clipped reward,
+    'discount' = discount * (1 - is_terminal). `log_*` keys pass unchanged."""
+    data = {}
+    for key, value in batch.items():
+      value = tf.convert_to_tensor(value)
+      if key.startswith('log_'):
+        pass
+      elif value.dtype == tf.uint8:
+        value = tf.cast(value, tf.float32) / 255.0 - 0.5
+      elif value.dtype.is_integer or value.dtype.is_floating:
+        value = tf.cast(value, tf.float32)
+      data[key] = value
+    if 'reward' in data:
+      data['reward'] = REWARD_CLIPS[self.clip_rewards](data['reward'])
+    if 'is_terminal' in data:
+      data['discount'] = self.discount * (1.0 - tf.cast(data['is_terminal'], tf.float32))
+    return data
+
+  def train(self, batch, state=None):
+    """One optimizer step on a raw batch {key: [B, T, ...]}.
+
+    Returns (state, outputs, metrics): the last posterior {key: [B, ...]}, the
+    outputs of `compute_loss`, and float32 scalar metrics.
+    """
+    return self._train(batch, state)
+
+  @tf.function
+  def _train(self, batch, state):
+    data = self.preprocess(batch)
+    with tf.GradientTape() as tape:
+      loss, state, outputs, metrics = self.compute_loss(data, state)
+    modules = [self.encoder, self.dynamics, *self.heads.values()]
+    metrics.update(self.optimizer(tape, loss, modules))
+    return state, outputs, metrics
+
+  def compute_loss(self, data, state=None):
+    """The world-model loss on preprocessed `data` {key: [B, T, ...]}.
+
+    Returns (loss, last_state, outputs, metrics): outputs {'embed': [B, T, E],
+    'feat': [B, T, F], 'post', 'prior': [B, T, ...] dicts, 'likes': {name: [B, T]},
+    'kl': [B, T]}; metrics '<name>_loss' per loss term, 'model_kl', 'prior_ent',
+    'post_ent'.
+    """
+    embed = self.encoder(data)
+    post, prior = self.dynamics.observe(
+        embed, data['action'], data['is_first'], state)
+    kl_loss, kl_value = self.dynamics.kl_loss(post, prior, **self.kl)
+    losses = {'kl': kl_loss}
+    feat = self.dynamics.get_feat(post)
+    likes = {}
+    for name, head in self.heads.items():
+      inputs = feat if name in self.grad_heads else tf.stop_gradient(feat)
+      out = head(inputs)
+      dists = out if isinstance(out, dict) else {name: out}
+      for key, dist in dists.items():
+        like = tf.cast(dist.log_prob(data[key]), tf.float32)
+        likes[key] = like
+        losses[key] = -tf.reduce_mean(like)
+    loss = tf.add_n([
+        self.loss_scales.get(name, 1.0) * value for name, value in losses.items()])
+    outputs = dict(
+        embed=embed, feat=feat, post=post, prior=prior, likes=likes, kl=kl_value)
+    metrics = {f'{name}_loss': value for name, value in losses.items()}
+    metrics['model_kl'] = tf.reduce_mean(kl_value)
+    metrics['prior_ent'] = tf.reduce_mean(self.dynamics.get_dist(prior).entropy())
+    metrics['post_ent'] = tf.reduce_mean(self.dynamics.get_dist(post).entropy())
+    last_state = {k: v[:, -1] for k, v in post.items()}
+    return loss, last_state, outputs, metrics
+
+  def video_pred(self, batch, key='image', observed=5, rows=6):
+    """Open-loop video of a raw batch: [B', T, 3H, W, C] float32 in [0, 1].
+
+    The first `observed` frames are reconstructions from the posterior, the rest
+    are predicted from the prior under the batch's actions. Truth, model and
+    error ((model - truth + 1) / 2) are stacked along the height; B' = min(B, rows).
+    """
+    if key not in getattr(self.heads['decoder'], 'image_keys', [key]):
+      raise ConfigError(
+          f"WorldModel.video_pred: '{key}' is not an image key the decoder predicts.")
+    return self._video_pred(batch, key, observed, rows)
+
+  @tf.function
+  def _video_pred(self, batch, key, observed, rows):
+    data = self.preprocess({k: v[:rows] for k, v in batch.items()})
+    decoder = self.heads['decoder']
+    truth = data[key] + 0.5
+    length = data[key].shape[1]
+    observed = min(observed, length)
+    embed = self.encoder(data)
+    states, _ = self.dynamics.observe(
+        embed[:, :observed], data['action'][:, :observed],
+        data['is_first'][:, :observed])
+    model = decoder(self.dynamics.get_feat(states))[key].mode() + 0.5
+    if observed < length:
+      start = {k: v[:, -1] for k, v in states.items()}
+      prior = self.dynamics.imagine(data['action'][:, observed:], start)
+      openl = decoder(self.dynamics.get_feat(prior))[key].mode() + 0.5
+      model = tf.concat([model, openl], 1)
+    model = tf.clip_by_value(tf.cast(model, tf.float32), 0.0, 1.0)
+    error = (model - truth + 1) / 2
+    return tf.concat([truth, model, error], 2)
+
+
+gin.register(WorldModel, module='dreamkit')
+
+
+def _instance(value, registry, default, interface, param):
+  """An instance from an instance, a class/factory (called with no args) or None."""
+  if value is None:
+    value = registry.configured(default)
+  if not isinstance(value, interface):
+    if not callable(value):
+      raise ConfigError(
+          f'WorldModel.{param} must be a {interface.__name__} or a factory of one, '
+          f'got {value!r}.')
+    value = value()
+  if not isinstance(value, interface):
+    raise ConfigError(
+        f'WorldModel.{param}: {value!r} is not a {interface.__name__} '
+        f'(bind a component from the `{registry.kind}` registry).')
+  return value
+
+
+def _head(value, default, shape, param, **defaults):
+  """A head from a factory called with the output shape(s), or an instance."""
+  if value is None:
+    value = lambda shape: heads_lib.registry.configured(default)(shape, **defaults)
+  if not isinstance(value, Head):
+    if not callable(value):
+      raise ConfigError(
+          f'WorldModel.{param} must be a head factory (e.g. @heads.{default}), '
+          f'got {value!r}.')
+    value = value(shape)
+  if not isinstance(value, Head):
+    raise ConfigError(
+        f'WorldModel.{param}: {value!r} is not a Head (bind a factory from the '
+        '`heads` registry, without parentheses).')
+  return value
