@@ -95,7 +95,7 @@ class Registry:
       raise ConfigError(
           f"Cannot register {self.kind}.{name}: the configuration is already "
           'parsed. Load plugins before parsing .gin files.')
-    gin.register(cls, name=name, module=f'dreamkit.{self.kind}')
+    gin.register(name, module=f'dreamkit.{self.kind}')(cls)
     self._entries[name] = Entry(self.kind, name, cls)
     return cls
 
