@@ -31,3 +31,14 @@ class Replay:
   def stats(self):
     """dict with at least `steps` and `episodes` currently stored."""
     raise NotImplementedError
+
+  def sample(self, batch, length):
+    """One batch as numpy arrays `{key: [batch, length, ...]}` (what `dataset` yields).
+
+    Optional: the built-in stores implement it; benchmarks and tests use it to
+    sample without TensorFlow.
+    """
+    raise NotImplementedError
+
+  def close(self):
+    """Release open files; the store must not be used afterwards."""

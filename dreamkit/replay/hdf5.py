@@ -1,0 +1,332 @@
+"""Replay store that writes every finished episode to its own HDF5 file.
+
+Layout of `<directory>/<YYYYmmddTHHMMSSffffff>-<uuid hex>-<T>.h5` (docs/replay.md):
+one dataset per key, `[T, ...]` along time; uint8 images chunked every `chunk_steps`
+steps and compressed, other keys stored contiguous; file attributes `length`,
+`format_version` and `dreamkit_version`. Names sort by time and carry T, so the index
+is rebuilt from a directory listing plus one cheap open per file.
+
+Writes are atomic: a temporary `<name>.tmp` in the same directory is written,
+closed, fsynced and renamed with `os.replace`, so a crash leaves either the whole
+episode or a temporary file, which the next open removes.
+
+Sampling reads only the steps it needs: a bounded LRU of open files
+(`open_files`), plus the newest `cache_steps` steps kept in RAM as they are added.
+Resident memory therefore does not grow with the number of stored steps (the index
+costs ~100 bytes per episode).
+"""
+
+import collections
+import datetime
+import logging
+import os
+import pathlib
+import threading
+import time
+import uuid
+import warnings
+
+import h5py
+import numpy as np
+
+import dreamkit
+from dreamkit.errors import UserError
+from dreamkit.replay import base
+from dreamkit.replay import dataset as dataset_lib
+from dreamkit.replay import registry
+from dreamkit.replay import sampling
+
+FORMAT_VERSION = 1
+SUFFIX = '.h5'
+TEMP_SUFFIX = '.tmp'
+COMPRESSIONS = ('lzf', 'gzip', 'none')
+
+
+@registry.register
+class HDF5Replay(base.Replay):
+  """Episodes as HDF5 files in `directory`; the default store.
+
+  Reopening a directory resumes with every complete episode (the newest ones up to
+  `capacity`); files beyond capacity are deleted, unreadable files are skipped with
+  a warning and left in place, leftover temporary files are removed.
+
+  Args:
+    directory: where the episode files live (created if missing).
+    capacity: steps to keep; adding beyond it deletes the oldest episodes.
+    minlen: shortest sequence drawn; shorter episodes are not stored.
+    maxlen: longest sequence drawn from one episode (0: the whole episode).
+    prioritize_ends: give sequences that end at an episode's end more probability.
+    ongoing: also sample unfinished episodes (at least `minlen` steps long).
+    cache_steps: steps of the newest episodes kept in RAM for sampling.
+    open_files: most episode files held open at once (LRU).
+    compression: 'lzf' (fast), 'gzip' (level 1, smaller) or 'none' for images.
+    chunk_steps: steps per HDF5 chunk of an image dataset.
+    seed: seed of the sampling random generator (None: fresh entropy).
+  """
+
+  def __init__(
+      self, directory, capacity=2e6, minlen=50, maxlen=50, prioritize_ends=True,
+      ongoing=False, cache_steps=10000, open_files=32, compression='lzf',
+      chunk_steps=50, seed=None):
+    sampling.check_sampling_options(minlen, maxlen)
+    if compression not in COMPRESSIONS:
+      raise UserError(
+          f'HDF5Replay.compression must be one of {COMPRESSIONS}, got '
+          f'{compression!r}.')
+    if int(chunk_steps) < 1 or int(open_files) < 1:
+      raise UserError(
+          'HDF5Replay.chunk_steps and open_files must be >= 1, got '
+          f'{chunk_steps!r} and {open_files!r}.')
+    self._directory = pathlib.Path(directory).expanduser()
+    self._directory.mkdir(parents=True, exist_ok=True)
+    self._minlen = int(minlen)
+    self._maxlen = int(maxlen or 0)
+    self._prioritize_ends = bool(prioritize_ends)
+    self._cache_steps = int(cache_steps or 0)
+    self._open_files = int(open_files)
+    self._compression = compression
+    self._chunk_steps = int(chunk_steps)
+    self._index = sampling.EpisodeIndex(capacity, self._minlen, ongoing)
+    self._cache = collections.OrderedDict()  # name -> episode, oldest first.
+    self._cached_steps = 0
+    # Guards the open files: a read and the eviction that deletes the file never
+    # overlap. Lock order: self._files_lock, then self._index.lock.
+    self._files_lock = threading.Lock()
+    self._files = collections.OrderedDict()  # name -> (h5py.File, {key: dataset}).
+    self._signature = None
+    self._last_stamp = 0
+    self._seeds = np.random.SeedSequence(seed)
+    self._load()
+    self._sampler = self.sampler()
+
+  @property
+  def directory(self):
+    return self._directory
+
+  def add_step(self, step, worker=0):
+    episode = self._index.add_step(step, worker)
+    if episode is not None:
+      self.add_episode(episode)
+
+  def add_episode(self, episode):
+    episode = {key: sampling.convert(value) for key, value in episode.items()}
+    length = sampling.episode_length(episode)
+    if length < self._minlen:
+      logging.info('Replay: skipping an episode of %d < minlen steps.', length)
+      return
+    name = self._new_name(length)
+    write_atomic(
+        self._directory / name, episode, self._compression, self._chunk_steps)
+    # The cache is changed only here and in _delete (this thread); the sampler
+    # thread only looks episodes up in it.
+    if self._cache_steps >= length:
+      self._cache[name] = episode
+      self._cached_steps += length
+    for old in self._index.add(name, length):
+      self._delete(old)
+    while self._cached_steps > self._cache_steps:
+      _, old = self._cache.popitem(last=False)
+      self._cached_steps -= sampling.episode_length(old)
+
+  def signature(self):
+    """{key: (dtype, step shape)} of the sampled keys, from the oldest episode."""
+    if self._signature is None:
+      keys = self._index.keys()
+      if not keys:
+        raise dataset_lib.empty_error()
+      with self._files_lock:
+        datasets = self._open(keys[0])
+        self._signature = sampling.signature_of(datasets)
+    return self._signature
+
+  def sampler(self):
+    """A new `ChunkSampler` with its own random stream (one per consumer)."""
+    rng = np.random.default_rng(self._seeds.spawn(1)[0])
+    return sampling.ChunkSampler(
+        self._index, self._read, self._minlen, self._maxlen,
+        self._prioritize_ends, rng)
+
+  def sample(self, batch, length):
+    return self._sampler.sample(batch, length, self.signature())
+
+  def dataset(self, batch, length):
+    return dataset_lib.make_dataset(self, batch, length)
+
+  @property
+  def stats(self):
+    with self._index.lock:
+      return {
+          'steps': self._index.steps,
+          'episodes': self._index.episodes,
+          'total_steps': self._index.total_steps,
+          'total_episodes': self._index.total_episodes,
+          'cached_steps': self._cached_steps,
+          'open_files': len(self._files),
+      }
+
+  def close(self):
+    with self._files_lock:
+      while self._files:
+        _, (handle, _) = self._files.popitem()
+        handle.close()
+
+  def _new_name(self, length):
+    # Strictly increasing microsecond stamps keep name order equal to add order.
+    stamp = max(time.time_ns() // 1000, self._last_stamp + 1)
+    self._last_stamp = stamp
+    moment = datetime.datetime.fromtimestamp(
+        stamp // 1_000_000, datetime.timezone.utc)
+    return (f"{moment.strftime('%Y%m%dT%H%M%S')}{stamp % 1_000_000:06d}-"
+            f'{uuid.uuid4().hex}-{length}{SUFFIX}')
+
+  def _load(self):
+    for temp in sorted(self._directory.glob('*' + TEMP_SUFFIX)):
+      warnings.warn(f'Replay: removing the unfinished episode file {temp}.')
+      temp.unlink(missing_ok=True)
+    found = []
+    for path in sorted(self._directory.glob('*' + SUFFIX)):
+      length = length_from_name(path.name)
+      if length is None:
+        warnings.warn(
+            f'Replay: skipping {path}: not named <time>-<id>-<length>{SUFFIX}.')
+      elif length >= self._minlen:
+        found.append((path.name, length))
+    # Newest first, until capacity is reached; older files are beyond capacity.
+    keep, steps = [], 0
+    capacity = self._index.capacity
+    while found and not (capacity and steps >= capacity):
+      name, length = found.pop()
+      problem = check_file(self._directory / name, length)
+      if problem:
+        warnings.warn(f'Replay: skipping unreadable episode file: {problem}')
+        continue
+      keep.append((name, length))
+      steps += length
+    beyond = [name for name, _ in found]
+    for name, length in reversed(keep):
+      beyond += self._index.add(name, length)
+    self._index.total_steps = self._index.steps
+    self._index.total_episodes = self._index.episodes
+    if beyond:
+      logging.warning(
+          'Replay: deleting %d episode files beyond the capacity of %d steps.',
+          len(beyond), capacity)
+    for name in beyond:
+      (self._directory / name).unlink(missing_ok=True)
+
+  def _delete(self, name):
+    episode = self._cache.pop(name, None)
+    if episode is not None:
+      self._cached_steps -= sampling.episode_length(episode)
+    with self._files_lock:
+      entry = self._files.pop(name, None)
+      if entry:
+        entry[0].close()
+      (self._directory / name).unlink(missing_ok=True)
+
+  def _open(self, name):
+    """{key: h5py.Dataset} of an episode file; call with `_files_lock` held."""
+    if name in self._files:
+      self._files.move_to_end(name)
+      return self._files[name][1]
+    if name not in self._index:
+      raise sampling.EpisodeUnavailable()  # Evicted after it was chosen.
+    try:
+      handle = h5py.File(self._directory / name, 'r')
+    except OSError as error:
+      self._index.remove(name)
+      raise sampling.EpisodeUnavailable(
+          f'dropping unreadable episode file {self._directory / name}: '
+          f'{error}') from error
+    self._files[name] = (handle, dict(handle.items()))
+    while len(self._files) > self._open_files:
+      _, (old, _) = self._files.popitem(last=False)
+      old.close()
+    return self._files[name][1]
+
+  def _read(self, name, start, stop, out, row, pos):
+    episode = self._cache.get(name)
+    if episode is not None:
+      for key, target in out.items():
+        if key != 'is_first':
+          target[row, pos:pos + stop - start] = episode[key][start:stop]
+      return
+    with self._files_lock:
+      datasets = self._open(name)
+      try:
+        for key, target in out.items():
+          if key != 'is_first':
+            datasets[key].read_direct(
+                target, np.s_[start:stop], np.s_[row, pos:pos + stop - start])
+      except (OSError, KeyError, ValueError, TypeError) as error:
+        self._index.remove(name)
+        self._files.pop(name)[0].close()
+        raise sampling.EpisodeUnavailable(
+            f'dropping unreadable episode file {self._directory / name}: '
+            f'{error!r}') from error
+
+
+def length_from_name(name):
+  """The step count T encoded in an episode file name, or None."""
+  if not name.endswith(SUFFIX) or '-' not in name:
+    return None
+  try:
+    return int(name[:-len(SUFFIX)].rsplit('-', 1)[1])
+  except ValueError:
+    return None
+
+
+def check_file(path, length):
+  """None if `path` opens as an episode of `length` steps, else what is wrong."""
+  try:
+    with h5py.File(path, 'r') as handle:
+      stored = handle.attrs.get('length')
+      if stored != length:
+        return f'{path}: length attribute {stored!r}, name says {length}'
+      for key, dataset in handle.items():
+        if not isinstance(dataset, h5py.Dataset) or dataset.shape[:1] != (length,):
+          return f'{path}: {key} is not a dataset of {length} steps'
+  except (OSError, KeyError, ValueError) as error:
+    return f'{path}: {error}'
+  return None
+
+
+def write_atomic(path, episode, compression, chunk_steps):
+  """Write `episode` to `path` so that `path` exists only once complete."""
+  path = pathlib.Path(path)
+  temp = path.with_name(path.name + TEMP_SUFFIX)
+  try:
+    with h5py.File(temp, 'w') as handle:
+      handle.attrs['length'] = sampling.episode_length(episode)
+      handle.attrs['format_version'] = FORMAT_VERSION
+      handle.attrs['dreamkit_version'] = dreamkit.__version__
+      for key, value in episode.items():
+        _write_dataset(handle, key, value, compression, chunk_steps)
+    _fsync(temp)
+    os.replace(temp, path)
+  except BaseException:
+    temp.unlink(missing_ok=True)
+    raise
+  _fsync(path.parent)
+
+
+def _write_dataset(handle, key, value, compression, chunk_steps):
+  if value.dtype == np.uint8 and value.ndim >= 3:
+    # Images: chunks along time so a sequence decompresses only the chunks it spans.
+    chunks = (min(chunk_steps, len(value)),) + value.shape[1:]
+    options = {'chunks': chunks}
+    if compression == 'lzf':
+      options.update(compression='lzf')
+    elif compression == 'gzip':
+      options.update(compression='gzip', compression_opts=1)
+    handle.create_dataset(key, data=value, **options)
+  else:
+    handle.create_dataset(key, data=value)
+
+
+def _fsync(path):
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
