@@ -154,6 +154,12 @@ class FakeClock:
     return self.now
 
 
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch):
+  """The TTY status line is cut to the terminal width: make it the same everywhere."""
+  monkeypatch.setenv('COLUMNS', '200')
+
+
 def make_terminal(tty, **kwargs):
   stream = io.StringIO()
   terminal = outputs.Terminal(None, stream=stream, tty=tty, **kwargs)
@@ -201,6 +207,25 @@ def test_terminal_tty_clears_a_longer_previous_line():
   terminal.write(123457, {})
   redraw = stream.getvalue()[first + 1:]
   assert redraw.startswith('\r') and len(redraw) - 1 >= first
+
+
+def test_terminal_tty_status_fits_the_terminal_width(monkeypatch):
+  monkeypatch.setenv('COLUMNS', '41')
+  terminal, stream, clock = make_terminal(tty=True)
+  terminal.write(123456, {'steps_budget': 1000000, 'frames': 493824})
+  clock.now = 1.0
+  terminal.write(123457, {})
+  assert all(len(part) <= 40 for part in stream.getvalue().split('\r'))
+
+
+def test_terminal_tty_limits_redraws_and_shows_the_last_step_on_close():
+  terminal, stream, clock = make_terminal(tty=True)
+  for step in range(1, 11):
+    clock.now = step * 0.01
+    terminal.write(step, {})
+  assert stream.getvalue().count('\r') == 1
+  terminal.close()
+  assert stream.getvalue().rstrip('\n').split('\r')[-1].startswith('10 steps')
 
 
 def test_terminal_plain_mode_has_no_control_characters_and_rate_limits():
@@ -290,6 +315,14 @@ def test_encode_gif_accepts_float_frames_and_rejects_bad_shapes():
     outputs.encode_gif(np.zeros((3, 8, 8, 4), np.uint8))
   with pytest.raises(ValueError, match='uint8'):
     outputs.encode_gif(np.zeros((3, 8, 8, 3), np.int32))
+
+
+def test_a_batch_of_videos_is_tiled_side_by_side():
+  batch = np.stack([distinct_frames(4), 255 - distinct_frames(4)])  # [B, T, H, W, C]
+  video = video_lib.as_video(batch)
+  assert video.shape == (4, 8, 24, 3)
+  np.testing.assert_array_equal(video[2, :, :12], batch[0, 2])
+  np.testing.assert_array_equal(video[2, :, 12:], batch[1, 2])
 
 
 def test_frames_grid_tiles_in_order():

@@ -47,6 +47,15 @@ def test_read_curve_keeps_rows_with_the_key_in_step_order(tmp_path):
   np.testing.assert_array_equal(ys, [1.0, 2.0, 3.0])
 
 
+def test_rows_at_the_same_x_are_averaged(tmp_path):
+  output = outputs.JSONL(tmp_path)
+  for step, value in [(1000, 1.0), (2000, 2.0), (2000, 4.0), (1000, 5.0)]:
+    output.write(step, {'eval_return': value})
+  output.close()
+  xs, ys = plot_lib.read_curve(tmp_path / 'metrics.jsonl', 'eval_return', 'step')
+  assert list(xs) == [1000, 2000] and list(ys) == [3.0, 3.0]
+
+
 def test_a_missing_key_lists_the_available_keys(two_runs, tmp_path):
   with pytest.raises(UserError) as error:
     plot_lib.plot(two_runs, key='eval_retrun', output=str(tmp_path / 'x.png'))

@@ -4,9 +4,17 @@
 class Output:
   """Receives metrics rows from the runner and writes them somewhere.
 
+  Bound in gin as a factory, which the pipeline calls with the run directory:
+
+      Pipeline.outputs = [@outputs.Terminal, @outputs.JSONL, @outputs.TensorBoard]
+
+  and then used by the runner as:
+
       output = outputs.JSONL(logdir)
+      output.text('config', config_text)          # once, at the start
       output.write(step, {'train_return': 12.0, 'model_loss': 3.1})
       output.video(step, 'openl_image', frames)   # frames uint8 [T, H, W, C]
+      output.flush()                              # e.g. before saving a checkpoint
       output.close()
 
   `step` is the agent-step counter; values are Python/NumPy scalars. Sinks that
@@ -16,10 +24,11 @@ class Output:
   required_methods = ('write',)
 
   def write(self, step, metrics):
+    """One row: `metrics` maps names to scalars, all measured at agent step `step`."""
     raise NotImplementedError
 
   def video(self, step, name, frames):
-    """Optional: an animated video, uint8 [T, H, W, C]."""
+    """Optional: an animated video, uint8 [T, H, W, C] with C = 1 or 3."""
 
   def text(self, name, text):
     """Optional: a text record, such as the run's config."""
@@ -28,4 +37,5 @@ class Output:
     """Optional: make everything written so far durable."""
 
   def close(self):
+    """Flushes and releases files; the output is not used afterwards."""
     self.flush()

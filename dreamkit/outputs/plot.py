@@ -138,7 +138,7 @@ def read_rows(path):
 
 
 def read_curve(path, key, x):
-  """(xs, ys) as float arrays of the rows of `path` that hold a value of `key`."""
+  """(xs, ys) float arrays, sorted by x, from the rows of `path` holding `key`."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   rows = read_rows(path)
   if not any(row.get(key) is not None for row in rows):
@@ -148,9 +148,13 @@ def read_curve(path, key, x):
       if row.get(key) is not None]
   if any(xvalue is None for xvalue, _ in points):
     raise UserError(missing_key_message(path, x, rows, 'x axis'))
-  points.sort(key=lambda point: point[0])
-  xs = np.array([point[0] for point in points], np.float64)
-  ys = np.array([point[1] for point in points], np.float64)
+  # Rows sharing an x value (several evaluation episodes at one step, or steps
+  # logged again after resuming from an older checkpoint) are averaged.
+  groups = collections.defaultdict(list)
+  for xvalue, yvalue in points:
+    groups[float(xvalue)].append(float(yvalue))
+  xs = np.array(sorted(groups), np.float64)
+  ys = np.array([np.mean(groups[xvalue]) for xvalue in xs], np.float64)
   return xs, ys
 
 

@@ -11,6 +11,10 @@ from dreamkit.outputs.base import Output
 # Counters and rates the status line shows; every other key is a result.
 PROGRESS_KEYS = ('steps_budget', 'frames', 'train_steps', 'fps', 'train_fps')
 
+# Shortest time between two redraws of the TTY status line for progress-only rows:
+# redrawing on every env step would cost more than it shows.
+TTY_REFRESH_SECONDS = 0.2
+
 # Results are listed in this order, then the remaining keys alphabetically.
 IMPORTANT_KEYS = (
     'train_return', 'train_length', 'eval_return', 'eval_length',
@@ -125,6 +129,8 @@ class Terminal(Output):
     self._step_rate = _Rate(rate_horizon)
     self._train_rate = _Rate(rate_horizon)
     self._last_plain = None
+    self._last_redraw = None
+    self._skipped_step = None  # A step whose redraw was skipped, shown on close.
     self._status_width = 0  # Characters of the status line now on screen.
     self._progress = {}
     self._last_return = None
@@ -158,7 +164,13 @@ class Terminal(Output):
       self._last_eval = metrics['eval_return']
     results = ordered_results(metrics)
     if self.is_tty:
-      self._write_tty(step, metrics, results)
+      if results or self._last_redraw is None or (
+          now - self._last_redraw >= TTY_REFRESH_SECONDS):
+        self._last_redraw = now
+        self._write_tty(step, metrics, results)
+        self._skipped_step = None
+      else:
+        self._skipped_step = step
     elif results or self._last_plain is None or (
         now - self._last_plain >= self._interval):
       self._last_plain = now
@@ -240,6 +252,9 @@ class Terminal(Output):
       pass
 
   def close(self):
+    if self.is_tty and self._skipped_step is not None:
+      self._write_tty(self._skipped_step, {}, [])
+      self._skipped_step = None
     if self.is_tty and self._status_width:
       # Keep the last status visible and leave the cursor on a fresh line.
       self._emit('\n')

@@ -20,11 +20,17 @@ def as_video(frames):
   """Checks and converts frames to uint8 `[T, H, W, C]` with C in (1, 3).
 
   Accepts uint8 frames, float frames in [0, 1] (as `WorldModel.video_pred` returns;
-  clipped and scaled to 255) and `[T, H, W]` grayscale frames.
+  clipped and scaled to 255) and `[T, H, W]` grayscale frames. A batch of videos
+  `[B, T, H, W, C]` (as `Agent.report` returns) is tiled side by side into
+  `[T, H, B * W, C]`, the way the reference shows its `openl_*` videos.
   """
   frames = np.asarray(frames)
   if frames.ndim == 3:
     frames = frames[..., None]
+  if frames.ndim == 5:
+    batch, length, height, width, channels = frames.shape
+    frames = frames.transpose(1, 2, 0, 3, 4).reshape(
+        length, height, batch * width, channels)
   if frames.ndim != 4 or frames.shape[-1] not in (1, 3) or not frames.shape[0]:
     raise ValueError(
         f'A video must be [T, H, W, C] with T >= 1 and C = 1 or 3, not shape '
