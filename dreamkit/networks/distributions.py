@@ -39,7 +39,8 @@ class OneHotDist(tfd.OneHotCategorical):
     sample = tf.stop_gradient(super().sample(sample_shape, seed=seed, name=name))
     probs = self.probs_parameter()
     probs = tf.broadcast_to(probs, tf.shape(sample))
-    return sample + probs - tf.stop_gradient(probs)
+    # Parenthesised so the forward value stays exactly one-hot: (p - sg(p)) is 0.
+    return sample + (probs - tf.stop_gradient(probs))
 
   def mode(self, name='mode', **kwargs):
     return tf.cast(super().mode(name=name), tf.float32)
