@@ -75,25 +75,11 @@ class Gym(Env):
       raise UserError(
           f"Cannot make Gymnasium env '{task}': {e}.{hint} Use a registered id, or "
           "'module:Id' to import the module that registers it.") from None
-    self._keys = {}  # key -> (path into the raw observation, converter)
-    self._flatten(self._env.observation_space, (), None)
-    if self._pixels:
-      if 'image' in self._keys:
-        raise UserError(
-            f"gym:{task} observes an image already; pixels=True would add a second "
-            "'image' key. Leave pixels off.")
-      self._keys['image'] = ((), None)
-    self._obs_space = wrappers.obs_space(self._key_spaces())
-    space = self._env.action_space
-    if isinstance(space, spaces.Discrete):
-      self._act_space = spaces.Discrete(int(space.n))
-    elif isinstance(space, spaces.Box):
-      self._act_space = wrappers.continuous_space(int(np.prod(space.shape)))
-    else:
+    try:
+      self._obs_space, self._act_space = self._spaces(task)
+    except UserError:
       self._env.close()
-      raise UserError(
-          f'gym:{task} has the action space {_describe(space)}, which dreamkit does '
-          f'not support. Supported: {SUPPORTED}.')
+      raise
     self._seed = seed
     self._seeded = False
 
@@ -140,6 +126,25 @@ class Gym(Env):
 
   def close(self):
     self._env.close()
+
+  def _spaces(self, task):
+    self._keys = {}  # key -> (path into the raw observation, converter)
+    self._flatten(self._env.observation_space, (), None)
+    if self._pixels:
+      if 'image' in self._keys:
+        raise UserError(
+            f"gym:{task} observes an image already; pixels=True would add a second "
+            "'image' key. Leave pixels off.")
+      self._keys['image'] = ((), None)
+    obs_space = wrappers.obs_space(self._key_spaces())
+    space = self._env.action_space
+    if isinstance(space, spaces.Discrete):
+      return obs_space, spaces.Discrete(int(space.n))
+    if isinstance(space, spaces.Box):
+      return obs_space, wrappers.continuous_space(int(np.prod(space.shape)))
+    raise UserError(
+        f'gym:{task} has the action space {_describe(space)}, which dreamkit does '
+        f'not support. Supported: {SUPPORTED}.')
 
   def _flatten(self, space, path, name):
     """Fills self._keys from the observation space; UserError for unsupported ones."""

@@ -1,0 +1,81 @@
+"""ParallelEnvs: copies in spawn workers, stepped together, with the parent's gin."""
+
+import os
+import signal
+
+import gin
+import numpy as np
+import pytest
+
+from dreamkit.envs.parallel import ParallelEnvs, WorkerError
+from dreamkit.errors import UserError
+
+
+@pytest.fixture(scope='module')
+def fakes():
+  # Bound in the parent only; the workers must receive it through gin.config_str().
+  gin.parse_config('envs.Fake.length = 3\nenvs.Fake.terminal_prob = 0.0')
+  envs = ParallelEnvs('fake:discrete', 2, seed=10)
+  gin.clear_config()
+  yield envs
+  envs.close()
+
+
+@pytest.fixture(scope='module')
+def cartpoles():
+  envs = ParallelEnvs('gym:CartPole-v1', 2, seed=0)
+  yield envs
+  envs.close()
+
+
+def test_workers_are_spawned_processes(fakes):
+  pids = {worker.pid for worker in fakes.workers}
+  assert len(pids) == 2 and os.getpid() not in pids
+  assert all(type(worker._process).__name__ == 'SpawnProcess' for worker in fakes.workers)
+
+
+def test_fake_copies_step_together_with_gin_bindings(fakes):
+  first = fakes.reset_all()
+  assert len(first) == 2 and all(obs['is_first'] for obs in first)
+  assert first[0]['image'].shape == (16, 16, 1)
+  # Seeds 10 and 11: the copies differ.
+  assert not np.array_equal(first[0]['vector'], first[1]['vector'])
+  actions = np.eye(3, dtype=np.float32)[[0, 1]]
+  ends = []
+  for _ in range(3):
+    steps = fakes.step(actions)
+    assert len(steps) == 2
+    ends.append([obs['is_last'] for obs in steps])
+  # envs.Fake.length = 3 reached the workers.
+  assert ends == [[False, False], [False, False], [True, True]]
+  assert not any(obs['is_terminal'] for obs in steps)
+  again = fakes.reset([1])
+  assert len(again) == 1 and again[0]['is_first']
+
+
+def test_spaces_come_from_the_workers(fakes):
+  assert fakes.act_space.n == 3 and fakes.num == 2
+  assert fakes.obs_space['vector'].shape == (4,)
+
+
+def test_cartpole_copies(cartpoles):
+  obs = cartpoles.reset_all()
+  assert [o['vector'].shape for o in obs] == [(4,), (4,)]
+  steps = cartpoles.step(np.array([[1.0, 0.0], [0.0, 1.0]], np.float32))
+  assert all(o['reward'] == 1.0 and not o['is_first'] for o in steps)
+  with pytest.raises(ValueError):
+    cartpoles.step(np.zeros((3, 2)))
+
+
+def test_user_error_in_a_worker_reaches_the_parent():
+  with pytest.raises(UserError, match='Unknown fake task'):
+    ParallelEnvs('fake:bogus', 1)
+
+
+def test_dead_worker_is_an_error_not_a_hang():
+  envs = ParallelEnvs('fake:continuous', 1)
+  envs.reset_all()
+  os.kill(envs.workers[0].pid, signal.SIGKILL)
+  with pytest.raises(WorkerError, match='died'):
+    envs.step(np.zeros((1, 2)))
+  envs.close()
