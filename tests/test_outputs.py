@@ -237,17 +237,22 @@ def test_terminal_plain_mode_has_no_control_characters_and_rate_limits():
   terminal.write(2500, ROW)  # Results always print.
   clock.now = 50.0
   terminal.write(3000, {'steps_budget': 10000})
+  clock.now = 55.0
+  terminal.write(3100, {'eval_return': 9.0, 'model_loss': 1.0})
   terminal.close()
   text = stream.getvalue()
   assert '\r' not in text and '\x1b' not in text
   lines = text.splitlines()
-  assert len(lines) == 3, lines
+  assert len(lines) == 4, lines
   assert lines[0].startswith('1,000/10,000 steps 10.0%')
   assert lines[1].startswith('2,500/50,000 steps 5.0%')
   assert 'train_return 12.5 / train_length 180 / model_loss 3.25' in lines[1]
   assert lines[1].count('12.5') == 1  # The return is not repeated in the status.
   assert lines[2].startswith('3,000/10,000 steps 30.0%') and 'return 12.5' in lines[2]
   assert 'ETA' in lines[2]
+  # The last train return stays in the status of a row that does not hold one.
+  assert 'return 12.5 |' in lines[3] and 'eval 9' not in lines[3]
+  assert lines[3].endswith('| eval_return 9 / model_loss 1')
 
 
 def test_terminal_detects_a_tty_from_the_stream():
@@ -265,8 +270,9 @@ def test_terminal_detects_a_tty_from_the_stream():
 
 def test_format_number_and_duration():
   fmt = terminal_lib.format_number
-  assert [fmt(0.0), fmt(12.3456), fmt(3.0), fmt(1.2e-5), fmt(1e6), fmt(np.int64(12345))] \
-      == ['0', '12.35', '3', '1.2e-05', '1e+06', '12,345']
+  values = [0.0, 12.3456, 3.0, 1.2e-5, 1e6, np.int64(12345)]
+  assert [fmt(value) for value in values] == [
+      '0', '12.35', '3', '1.2e-05', '1e+06', '12,345']
   assert fmt(float('nan')) == 'nan' and fmt(np.float32(0.5)) == '0.5'
   duration = terminal_lib.format_duration
   assert [duration(42), duration(307), duration(11520), duration(187200)] == [

@@ -1,4 +1,4 @@
-"""`<logdir>/metrics.jsonl`: one JSON object per metrics row, appended across resumes."""
+"""`<logdir>/metrics.jsonl`: one JSON object per metrics row, kept across resumes."""
 
 import json
 import logging
@@ -123,7 +123,8 @@ class JSONL(Output):
     if self.path.exists():
       repair_torn_tail(self.path)
     # Unbuffered: every write below is one system call on an O_APPEND descriptor.
-    self._file = open(self.path, 'ab', buffering=0)  # pylint: disable=consider-using-with
+    self._file = open(  # pylint: disable=consider-using-with
+        self.path, 'ab', buffering=0)
 
   def write(self, step, metrics):
     row = {'step': int(step)}

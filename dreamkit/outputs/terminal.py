@@ -99,7 +99,8 @@ class Terminal(Output):
   The status line shows `step/budget`, frames, env steps/s, train steps/s, the last
   train and eval return and the ETA (from `steps_budget` and the smoothed step rate):
 
-      1,200/50,000 steps 2.4% | 4,800 frames | 81.3 steps/s | 16.2 train/s | return 12 | eval 15.5 | ETA 10m00s
+      1,200/50,000 steps 2.4% | 4,800 frames | 81.3 steps/s | 16.2 train/s |
+      return 12 | eval 15.5 | ETA 10m00s   (one line)
 
   A row with results (any key besides the progress counters `steps_budget`,
   `frames`, `train_steps`, `fps`, `train_fps`) also prints a permanent line:
@@ -192,13 +193,17 @@ class Terminal(Output):
     self._emit(text)
 
   def _write_plain(self, step, metrics, results):
-    line = self.status(step, returns=not results)
+    # A return this row holds is listed with the results, not repeated in the status.
+    line = self.status(step, exclude=results)
     if results:
       line += ' | ' + self.details(step, metrics, results, prefix=False)
     self._emit(line + '\n')
 
-  def status(self, step, returns=True):
-    """The status line for `step` from the counters and rates seen so far."""
+  def status(self, step, exclude=()):
+    """The status line for `step` from the counters and rates seen so far.
+
+    `exclude` may name `train_return` / `eval_return` to leave their last values out.
+    """
     budget = self._progress.get('steps_budget')
     if budget:
       parts = [
@@ -218,9 +223,9 @@ class Terminal(Output):
       train_rate = self._progress.get('train_fps')
     if train_rate is not None:
       parts.append(f'{float(train_rate):.1f} train/s')
-    if returns and self._last_return is not None:
+    if 'train_return' not in exclude and self._last_return is not None:
       parts.append(f'return {format_number(self._last_return)}')
-    if returns and self._last_eval is not None:
+    if 'eval_return' not in exclude and self._last_eval is not None:
       parts.append(f'eval {format_number(self._last_eval)}')
     if budget:
       rate = self._step_rate.value
