@@ -6,3 +6,8 @@
                             the exploration behaviours Greedy, Plan2Explore, RandomPolicy
     actor_critic            ActorCritic (gin: dreamkit.ActorCritic)
 """
+
+# Importing the package fills the `objectives` registry with the objectives and the
+# exploration behaviours (the registry loads `dreamkit.behavior.objectives`).
+from dreamkit.behavior import objectives
+from dreamkit.behavior import exploration

@@ -47,9 +47,11 @@ class ActorCritic(keras.layers.Layer):
   Args:
     act_space: gymnasium Discrete or Box(-1, 1) action space.
     step: int64 tf.Variable, the agent step, for the schedules.
-    actor: head factory called as `actor(shape, dist=...)`; default `heads.MLPHead`.
+    actor: head factory called as `actor(shape, dist=...)`; default: the
+      gin-configured `heads.MLPHead` in scope `actor` (`actor/heads.MLPHead.units`).
     critic: head factory called as `critic(shape)` (twice: critic and slow critic);
-      it must give a distribution whose `mode()` is the value (e.g. dist 'mse').
+      it must give a distribution whose `mode()` is the value (e.g. dist 'mse');
+      default: the gin-configured `heads.MLPHead` in scope `critic`.
     actor_dist: the actor's distribution; 'auto' = 'onehot' for Discrete,
       'trunc_normal' for Box. It is passed to the actor factory, so set it here
       rather than on the head.
@@ -80,10 +82,8 @@ class ActorCritic(keras.layers.Layer):
     self.act_space = act_space
     self.discrete = is_discrete(act_space)
     self.step = step
-    if actor is None or critic is None:
-      from dreamkit.networks import heads  # Lazy: heads pull in the networks.
-      actor = actor or heads.MLPHead
-      critic = critic or heads.MLPHead
+    actor = actor or scoped_head('actor')
+    critic = critic or scoped_head('critic')
     if actor_dist == 'auto':
       actor_dist = 'onehot' if self.discrete else 'trunc_normal'
     self.actor_dist = actor_dist
@@ -205,6 +205,17 @@ class ActorCritic(keras.layers.Layer):
     tf.cond(self.updates % self.slow_target_update == 0, move,
             lambda: tf.constant(False))
     self.updates.assign_add(1)
+
+
+def scoped_head(scope):
+  """`heads.MLPHead` with its gin bindings, read in `scope` (e.g. actor/...)."""
+  from dreamkit.networks import heads  # Lazy: heads pull in the networks.
+  configured = heads.registry.configured('MLPHead')
+
+  def factory(*args, **kwargs):
+    with gin.config_scope(scope):
+      return configured(*args, **kwargs)
+  return factory
 
 
 class RewardNorm(tf.Module):

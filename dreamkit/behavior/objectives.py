@@ -147,3 +147,4 @@ class Both(Objective):
 def auto(discrete):
   """The reference's `actor_grad: auto`: Reinforce if `discrete` else Dynamics."""
   return Reinforce() if discrete else Dynamics()
+
