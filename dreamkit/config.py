@@ -48,6 +48,8 @@ def load(files, bindings=(), plugins=(), finalize=True):
         f"No such pipeline file: {', '.join(missing)}. Pass the path of a .gin "
         'file, e.g. pipelines/atari_dreamerv2.gin.')
   for file in files:
+    # `include 'other.gin'` resolves next to the including file too.
+    gin.add_config_file_search_path(str(Path(file).resolve().parent))
     _parse(lambda file=file: gin.parse_config_file(str(file)), where=f'file {file}')
   for binding in bindings:
     _parse(lambda binding=binding: gin.parse_config(binding),
@@ -65,7 +67,7 @@ def _parse(parse_fn, where):
     if location is not None and hasattr(location, 'line_num'):
       raise ConfigError(
           f'Syntax error in {location.filename}, line {location.line_num}: '
-          f'{e.args[0]}\n    {location.line_content.rstrip()}') from None
+          f"{e.args[0]} ({location.line_content.strip()!r})") from None
     raise ConfigError(f'Syntax error in {where}: {e}') from None
   except tokenize.TokenError as e:
     line = e.args[1][0] if len(e.args) > 1 else '?'
@@ -74,7 +76,7 @@ def _parse(parse_fn, where):
         'bracket or quote?)') from None
   except ImportError as e:
     raise ConfigError(
-        f'An import in {where} failed: {_first_lines(e)}\nInstall the package or '
+        f'An import in {where} failed: {_first_lines(e)}. Install the package or '
         'pass the plugin file with --plugin.') from None
   except (ValueError, OSError, TypeError) as e:
     raise ConfigError(explain(e, where)) from None
@@ -157,8 +159,8 @@ def _all_configurable_names():
   return sorted(names)
 
 
-def _first_lines(error, count=3):
-  return '\n'.join(str(error).strip().splitlines()[:count])
+def _first_lines(error, count=1):
+  return ' '.join(str(error).strip().splitlines()[:count])
 
 
 def unused_bindings():
@@ -176,10 +178,16 @@ def unused_bindings():
     used = operative.get((scope, selector), {})
     for name in params:
       if name not in used:
-        short = '.'.join(selector.split('.')[-2:]) if selector.startswith('dreamkit.') \
-            else selector.split('.')[-1]
-        unused.append(f"{scope + '/' if scope else ''}{short}.{name}")
+        unused.append(f"{scope + '/' if scope else ''}{short_name(selector)}.{name}")
   return sorted(unused)
+
+
+def short_name(selector):
+  """How a user writes a configurable: `encoders.X` for components, else `Name`."""
+  parts = selector.split('.')
+  if len(parts) >= 2 and parts[-2] in registry.KIND_MODULES:
+    return '.'.join(parts[-2:])
+  return parts[-1]
 
 
 def save(logdir, name='config.gin', operative=False):

@@ -34,6 +34,10 @@ KIND_MODULES = {
     'outputs': 'dreamkit.outputs',
 }
 
+# Modules that register gin configurables outside the registries (the Pipeline root
+# and the classes it assembles: WorldModel, ActorCritic, Agent).
+ROOT_MODULES = ('dreamkit.runner.pipeline',)
+
 _REGISTRIES = {}
 
 
@@ -167,5 +171,8 @@ def register(kind, name=None):
 
 
 def load_builtins():
-  """Import every kind's module so all built-in components are registered."""
-  return {kind: get_registry(kind) for kind in KIND_MODULES}
+  """Import every kind's module and the pipeline, so everything gin names exists."""
+  registries = {kind: get_registry(kind) for kind in KIND_MODULES}
+  for module in ROOT_MODULES:
+    importlib.import_module(module)
+  return registries

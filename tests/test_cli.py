@@ -1,0 +1,178 @@
+"""The command line: help, components, config, plugins and every user error."""
+
+import subprocess
+import sys
+import textwrap
+
+import gin
+import pytest
+from click.testing import CliRunner
+
+from dreamkit import cli
+from dreamkit import config
+
+PLUGIN = textwrap.dedent('''
+    """A plugin that lives outside the repository."""
+    import dreamkit
+    from dreamkit.networks import Encoder
+
+    @dreamkit.register('encoders')
+    class OutsideEncoder(Encoder):
+      """Sums every input key into one feature (a test plugin)."""
+
+      def __init__(self, scale=1.0):
+        super().__init__()
+        self.scale = scale
+
+      def call(self, obs):
+        import tensorflow as tf
+        return self.scale * tf.concat([tf.reshape(v, tf.concat([tf.shape(v)[:2], [-1]], 0))
+                                       for v in obs.values()], -1)
+''')
+
+
+def invoke(*args):
+  result = CliRunner().invoke(cli.cli, list(args))
+  return result
+
+
+def assert_user_error(result, *fragments):
+  assert result.exit_code == 2, (result.exit_code, result.output)
+  message = result.stderr.strip()
+  assert message.startswith('Error: '), message
+  assert len(message.splitlines()) == 1, message
+  assert 'Traceback' not in result.output
+  for fragment in fragments:
+    assert fragment in message, (fragment, message)
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+  path = tmp_path / 'p.gin'
+  path.write_text("Pipeline.task = 'fake:discrete'\nPipeline.steps = 10\n")
+  return path
+
+
+def test_help_on_every_command():
+  assert invoke('--help').exit_code == 0
+  for command in ('run', 'config', 'components', 'plot'):
+    result = invoke(command, '--help')
+    assert result.exit_code == 0 and 'Usage' in result.output, command
+  result = invoke('--version')
+  assert result.exit_code == 0 and 'version' in result.output
+
+
+def test_console_script_help_and_components():
+  # What a user runs right after the install command.
+  result = subprocess.run(
+      [sys.executable, '-m', 'dreamkit.cli', '--help'], capture_output=True, text=True)
+  assert result.returncode == 0 and 'components' in result.stdout
+  result = subprocess.run(
+      [sys.executable, '-m', 'dreamkit.cli', 'components'], capture_output=True,
+      text=True, timeout=240)
+  assert result.returncode == 0, result.stderr
+  for kind in ('envs:', 'encoders:', 'dynamics:', 'heads:', 'replays:', 'objectives:',
+               'outputs:'):
+    assert kind in result.stdout
+
+
+def test_components_lists_parameters_and_descriptions():
+  result = invoke('components', 'encoders')
+  assert result.exit_code == 0
+  assert 'encoders.DreamerEncoder' in result.output
+  assert 'cnn_depth=48' in result.output
+
+
+def test_outside_plugin_is_listed_and_selectable(tmp_path, pipeline):
+  plugin = tmp_path / 'outside' / 'my_encoder.py'
+  plugin.parent.mkdir()
+  plugin.write_text(PLUGIN)
+  result = invoke('components', 'encoders', '--plugin', str(plugin))
+  assert result.exit_code == 0, result.output
+  assert 'encoders.OutsideEncoder' in result.output and 'scale=1.0' in result.output
+  gin.clear_config()
+  result = invoke('config', str(pipeline), '--plugin', str(plugin),
+                  '-b', 'WorldModel.encoder = @encoders.OutsideEncoder()',
+                  '-b', 'encoders.OutsideEncoder.scale = 2.0')
+  assert result.exit_code == 0, result.output
+  assert 'OutsideEncoder.scale = 2.0' in result.output
+
+
+def test_config_prints_resolved_values_later_wins(tmp_path, pipeline):
+  override = tmp_path / 'more.gin'
+  override.write_text('Pipeline.steps = 20\n')
+  result = invoke('config', str(pipeline), str(override), '-b', 'Pipeline.prefill = 7',
+                  '--task', 'gym:CartPole-v1')
+  assert result.exit_code == 0, result.output
+  assert 'Pipeline.steps = 20' in result.output
+  assert 'Pipeline.prefill = 7' in result.output
+  assert "Pipeline.task = 'gym:CartPole-v1'" in result.output
+
+
+def test_missing_file():
+  assert_user_error(invoke('config', 'no/such/pipeline.gin'), 'No such pipeline file',
+                    'no/such/pipeline.gin')
+
+
+def test_gin_syntax_error_names_file_and_line(tmp_path):
+  path = tmp_path / 'broken.gin'
+  path.write_text('# fine\nPipeline.steps = 10\nPipeline.prefill == 3\n')
+  assert_user_error(invoke('config', str(path)), 'broken.gin', 'line 3')
+
+
+def test_unclosed_bracket_names_file_and_line(tmp_path):
+  path = tmp_path / 'open.gin'
+  path.write_text('Pipeline.steps = 10\nPipeline.outputs = [\n')
+  assert_user_error(invoke('config', str(path)), 'open.gin', 'line')
+
+
+def test_unknown_component_lists_available_and_closest(pipeline):
+  result = invoke('config', str(pipeline), '-b', 'WorldModel.dynamics = @dynamics.GausianRSSM()')
+  assert_user_error(result, "Unknown component 'dynamics.GausianRSSM'",
+                    'Did you mean: dynamics.GaussianRSSM', 'Available dynamics:')
+
+
+def test_unknown_component_in_file_names_line(tmp_path):
+  path = tmp_path / 'x.gin'
+  path.write_text("Pipeline.steps = 10\nWorldModel.encoder = @encoders.DreamerEncodr()\n")
+  assert_user_error(invoke('config', str(path)), 'x.gin, line 2',
+                    'Did you mean: encoders.DreamerEncoder')
+
+
+def test_misspelled_parameter(tmp_path):
+  path = tmp_path / 'y.gin'
+  path.write_text('Pipeline.stepz = 10\n')
+  assert_user_error(invoke('config', str(path)), "has no parameter 'stepz'", 'y.gin, line 1',
+                    'Did you mean: steps')
+
+
+def test_required_value_not_set(tmp_path):
+  path = tmp_path / 'z.gin'
+  path.write_text('Pipeline.steps = 10\n')
+  result = invoke('run', str(path), '--logdir', str(tmp_path / 'log'))
+  assert_user_error(result, 'Required value not set: Pipeline.task', 'Pipeline.task = ...')
+
+
+def test_plugin_that_fails_to_import_names_the_file(tmp_path, pipeline):
+  plugin = tmp_path / 'broken_plugin.py'
+  plugin.write_text('import dreamkit\n\nx = 1 / 0\n')
+  result = invoke('config', str(pipeline), '--plugin', str(plugin))
+  assert_user_error(result, 'broken_plugin.py', 'ZeroDivisionError', 'line 3')
+
+
+def test_unknown_kind_for_components():
+  assert_user_error(invoke('components', 'encoder'), 'Did you mean: encoders')
+
+
+def test_debug_shows_traceback():
+  result = CliRunner().invoke(cli.cli, ['--debug', 'config', 'no/such.gin'])
+  assert result.exit_code != 0 and result.exception is not None
+
+
+def test_unused_binding_is_reported(pipeline):
+  config.load([str(pipeline)], ['WorldModel.kl_free = 1.0'])
+  from dreamkit.runner.pipeline import Pipeline
+  Pipeline(logdir=str(pipeline.parent / 'log'))  # Reads the Pipeline bindings only.
+  unused = config.unused_bindings()
+  assert 'WorldModel.kl_free' in unused
+  assert not [name for name in unused if name.startswith('Pipeline.')]

@@ -1,0 +1,81 @@
+"""The registry mechanism: one decorator, interface checks, unique names, gin refs."""
+
+import gin
+import pytest
+
+import dreamkit
+from dreamkit import registry
+from dreamkit.errors import ConfigError
+from dreamkit.outputs import Output
+
+
+class _Sink(Output):
+  """A sink for the tests."""
+
+  def __init__(self, logdir, level=1):
+    self.logdir = logdir
+    self.level = level
+
+  def write(self, step, metrics):
+    pass
+
+
+@pytest.fixture(scope='module')
+def registered_sink():
+  return dreamkit.register('outputs', name='TestRegistrySink')(_Sink)
+
+
+def test_every_kind_has_a_registry_with_builtins():
+  registries = registry.load_builtins()
+  assert set(registries) == {
+      'envs', 'encoders', 'dynamics', 'heads', 'replays', 'objectives', 'outputs'}
+  for kind, reg in registries.items():
+    assert reg.names(), f'no built-in {kind}'
+
+
+def test_registered_component_is_a_gin_reference(registered_sink):
+  gin.parse_config(['outputs.TestRegistrySink.level = 3'])
+  build = registry.get_registry('outputs').configured('TestRegistrySink')
+  sink = build('/tmp/x')
+  assert isinstance(sink, registered_sink) and sink.level == 3
+
+
+def test_wrong_interface_is_rejected():
+  class NotASink:
+    pass
+  with pytest.raises(TypeError, match='must subclass'):
+    dreamkit.register('outputs')(NotASink)
+
+
+def test_missing_required_method_is_rejected():
+  class Half(Output):
+    pass
+  with pytest.raises(TypeError, match='does not implement write'):
+    dreamkit.register('outputs')(Half)
+
+
+def test_taken_name_is_rejected(registered_sink):
+  class Other(_Sink):
+    pass
+  with pytest.raises(ValueError, match='is taken'):
+    dreamkit.register('outputs', name='TestRegistrySink')(Other)
+  assert registry.get_registry('outputs').get('TestRegistrySink') is registered_sink
+
+
+def test_unknown_name_lists_closest():
+  with pytest.raises(ConfigError, match=r"Did you mean: JSONL"):
+    registry.get_registry('outputs').get('JSONl')
+
+
+def test_unknown_kind():
+  with pytest.raises(ConfigError, match='Available: .*encoders'):
+    registry.get_registry('encoder')
+
+
+def test_registering_after_parse_is_an_error():
+  gin.finalize()
+
+  class Late(_Sink):
+    pass
+  with pytest.raises(ConfigError, match='Load plugins before parsing'):
+    dreamkit.register('outputs', name='LateSink')(Late)
