@@ -71,6 +71,14 @@ def test_a_missing_x_column_is_a_user_error(two_runs, tmp_path):
     plot_lib.plot(two_runs, x='env_steps', output=str(tmp_path / 'x.png'))
 
 
+def test_a_non_numeric_metric_is_a_user_error(tmp_path):
+  output = outputs.JSONL(tmp_path)
+  output.write(1, {'task': 'pong'})
+  output.close()
+  with pytest.raises(UserError, match="cannot plot 'task'"):
+    plot_lib.read_curve(tmp_path / 'metrics.jsonl', 'task', 'step')
+
+
 def test_a_directory_without_metrics_is_a_user_error(tmp_path):
   (tmp_path / 'empty').mkdir()
   with pytest.raises(UserError, match='holds no metrics.jsonl'):

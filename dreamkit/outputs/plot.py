@@ -152,7 +152,12 @@ def read_curve(path, key, x):
   # logged again after resuming from an older checkpoint) are averaged.
   groups = collections.defaultdict(list)
   for xvalue, yvalue in points:
-    groups[float(xvalue)].append(float(yvalue))
+    try:
+      groups[float(xvalue)].append(float(yvalue))
+    except (TypeError, ValueError) as error:
+      raise UserError(
+          f"{path}: cannot plot '{key}' against '{x}': values {xvalue!r}, "
+          f'{yvalue!r} are not numbers.') from error
   xs = np.array(sorted(groups), np.float64)
   ys = np.array([np.mean(groups[xvalue]) for xvalue in xs], np.float64)
   return xs, ys

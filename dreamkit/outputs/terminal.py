@@ -213,9 +213,9 @@ class Terminal(Output):
       parts = [f'{format_number(step)} steps']
     if 'frames' in self._progress:
       parts.append(f"{format_number(int(self._progress['frames']))} frames")
+    # Measured here rather than read from the row's `fps`, which the reference counts
+    # in frames (agent steps x action repeat).
     step_rate = self._step_rate.value
-    if step_rate is None:
-      step_rate = self._progress.get('fps')
     if step_rate is not None:
       parts.append(f'{float(step_rate):.1f} steps/s')
     train_rate = self._train_rate.value
