@@ -5,6 +5,7 @@ listing components or `dreamkit --help` stays fast.
 """
 
 import logging
+import pathlib
 
 import numpy as np
 
@@ -39,7 +40,8 @@ class TensorBoard(Output):
     self._tf = tf
     self._fps = fps
     self._writer = tf.summary.create_file_writer(
-        str(logdir), max_queue=max_queue, flush_millis=flush_millis)
+        str(pathlib.Path(logdir).expanduser()), max_queue=max_queue,
+        flush_millis=flush_millis)
     # `tf.summary.scalar` and `tf.summary.text` delegate to the tensorboard package;
     # `tf.summary.write` with the plugin's metadata writes the same records.
     self._scalar_metadata = _metadata(tf, 'scalars', data_class=1)  # SCALAR
