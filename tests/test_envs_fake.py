@@ -121,3 +121,15 @@ def test_importing_envs_does_not_import_tensorflow():
   result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           check=True)
   assert result.stdout.strip() == 'False'
+
+
+def test_docs_list_every_env_option():
+  from pathlib import Path
+  docs = (Path(__file__).parent.parent / 'docs' / 'envs.md').read_text()
+  for entry in envs.registry.entries():
+    section = docs.split(f'(`envs.{entry.name}`)', 1)
+    assert len(section) == 2, f'docs/envs.md has no section for envs.{entry.name}'
+    options = section[1].split('\n\n', 2)[1]
+    for name, default in entry.parameters:
+      if name != 'task':
+        assert f'{name}={default!r}' in options.replace('\n', ' '), (entry.name, name)
