@@ -91,6 +91,23 @@ def test_rewards_are_raw():
   assert all(reward == int(reward) for reward in rewards)
 
 
+@pytest.mark.parametrize('life_done', [False, True])
+def test_life_loss_ends_the_episode_only_with_life_done(life_done):
+  env = atari.Atari('breakout', life_done=life_done, seed=0)
+  env.reset()
+  lives = env.ale.lives()
+  for _ in range(200):
+    obs = env.step(1)  # FIRE launches the ball, which is then missed.
+    if env.ale.lives() < lives:
+      break
+  assert env.ale.lives() == lives - 1
+  assert obs['is_last'] == life_done and obs['is_terminal'] == life_done
+  assert obs['image'].shape == (64, 64, 1)
+  env.reset()
+  assert env.ale.lives() == lives  # A reset starts a new game.
+  env.close()
+
+
 def test_rgb_and_size_options():
   env = atari.Atari('pong', grayscale=False, size=(32, 48), noops=0)
   obs = env.reset()

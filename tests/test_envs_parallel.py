@@ -79,3 +79,11 @@ def test_dead_worker_is_an_error_not_a_hang():
   with pytest.raises(WorkerError, match='died'):
     envs.step(np.zeros((1, 2)))
   envs.close()
+
+
+def test_an_error_in_one_copy_leaves_the_others_usable(cartpoles):
+  cartpoles.reset_all()
+  with pytest.raises(WorkerError, match='worker 1.*ValueError.*Discrete'):
+    cartpoles.step([np.zeros(2), np.zeros(5)])  # Copy 1 gets a malformed action.
+  steps = cartpoles.step(np.eye(2, dtype=np.float32))
+  assert len(steps) == 2

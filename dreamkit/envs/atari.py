@@ -165,11 +165,11 @@ class Atari(Env):
     for repeat in range(self._repeat):
       _, frame_reward, terminated, truncated, _ = self._env.step(index)
       reward += frame_reward
-      if repeat >= self._repeat - 2 or terminated or truncated:
-        frames.append(self._screen())
       if self._life_done and self._ale.lives() < self._lives:
         terminated = True
       self._lives = self._ale.lives()
+      if repeat >= self._repeat - 2 or terminated or truncated:
+        frames.append(self._screen())
       if terminated or truncated:
         break
     # Max over the last two frames seen; an episode that ends on the first frame of the

@@ -222,8 +222,7 @@ class ParallelEnvs:
         self.workers.append(Worker(
             'dreamkit.envs.parallel.build_env', kwargs, f'env worker {index} ({task})',
             timeout=timeout, wait=False))
-      for worker in self.workers:
-        worker.receive()
+      _gather(self.workers)
       self._obs_space = self.workers[0].call('obs_space')
       self._act_space = self.workers[0].call('act_space')
     except BaseException:
@@ -248,10 +247,10 @@ class ParallelEnvs:
 
   def reset(self, indices):
     """Resets the copies in `indices` concurrently; returns their step dicts in order."""
-    indices = list(indices)
-    for index in indices:
-      self.workers[index].send('reset')
-    return [self.workers[index].receive() for index in indices]
+    workers = [self.workers[index] for index in indices]
+    for worker in workers:
+      worker.send('reset')
+    return _gather(workers)
 
   def step(self, actions):
     """Steps every copy with its action (actions[i] for copy i) concurrently."""
@@ -259,7 +258,7 @@ class ParallelEnvs:
       raise ValueError(f'Got {len(actions)} actions for {self.num} envs.')
     for worker, action in zip(self.workers, actions):
       worker.send('step', action)
-    return [worker.receive() for worker in self.workers]
+    return _gather(self.workers)
 
   def close(self):
     for worker in self.workers:
@@ -270,3 +269,20 @@ class ParallelEnvs:
 
   def __exit__(self, *exc):
     self.close()
+
+
+def _gather(workers):
+  """Every worker's answer, in order; raises the first error after all have answered.
+
+  Waiting for all keeps the healthy workers in step with the parent when one fails.
+  """
+  results, error = [], None
+  for worker in workers:
+    try:
+      results.append(worker.receive())
+    except Exception as e:  # Re-raised below, once every worker has answered.
+      results.append(None)
+      error = error or e
+  if error is not None:
+    raise error
+  return results
