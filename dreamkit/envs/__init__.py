@@ -49,7 +49,8 @@ def make(task, **overrides):
   if not isinstance(task, str) or ':' not in task:
     raise UserError(
         f"Task {task!r} is not of the form 'prefix:name' (for example 'atari:pong', "
-        f"'dmc:walker_walk', 'gym:CartPole-v1'). Prefixes: {', '.join(sorted(prefixes()))}.")
+        "'dmc:walker_walk', 'gym:CartPole-v1'). Prefixes: "
+        f"{', '.join(sorted(prefixes()))}.")
   prefix, name = task.split(':', 1)
   available = prefixes()
   if prefix not in available:

@@ -69,7 +69,7 @@ def _key(name):
 
 
 def resolve_game(name):
-  """The Gymnasium id of game `name` (snake_case, any underscores); UserError if unknown."""
+  """The Gymnasium id of game `name` (snake_case, underscores optional)."""
   ids = game_ids()
   name = ALIASES.get(name, name)
   by_key = {_key(game): env_id for game, env_id in ids.items()}
@@ -129,7 +129,8 @@ class Atari(Env):
     self._seeded = False
     self._lives = 0
     channels = 1 if grayscale else 3
-    self._obs_space = wrappers.obs_space({'image': wrappers.image_space((*self._size, channels))})
+    self._obs_space = wrappers.obs_space(
+        {'image': wrappers.image_space((*self._size, channels))})
 
   @property
   def obs_space(self):
@@ -155,7 +156,8 @@ class Atari(Env):
     self._lives = self._ale.lives()
     self._clock.reset()
     # No second frame to pool with at reset: the first image is the last frame.
-    return wrappers.step_dict({'image': self._image(self._screen())}, 0.0, True, False, False)
+    image = self._image(self._screen())
+    return wrappers.step_dict({'image': image}, 0.0, True, False, False)
 
   def step(self, action):
     index = wrappers.discrete_index(action, self._actions)

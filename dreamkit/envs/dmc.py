@@ -54,7 +54,9 @@ class DMCCore(Env):
     self._env = suite.load(domain, task_name, task_kwargs={'random': seed})
     self._repeat = action_repeat
     self._size = size
-    self._camera = DEFAULT_CAMERAS.get(domain, 0) if camera is None else int(camera)
+    if camera is None:
+      camera = DEFAULT_CAMERAS.get(domain, 0)
+    self._camera = camera if isinstance(camera, str) else int(camera)
     self._pixels = obs in ('pixels', 'both')
     self._proprio = obs in ('proprio', 'both')
     self._clock = wrappers.EpisodeClock(time_limit)
@@ -127,7 +129,7 @@ class DMC(Env):
     task: '<domain>_<task>' as in dm_control.suite (ball_in_cup_catch).
     action_repeat: simulator steps per agent step (rewards summed).
     size: (height, width) of the rendered image.
-    camera: camera id; None picks the reference's (2 for quadruped, else 0).
+    camera: camera id or name; None picks the reference's (2 for quadruped, else 0).
     obs: 'pixels' (an `image` key), 'proprio' (the task's observation arrays as
       flattened float32 keys) or 'both'.
     time_limit: cut episodes after this many agent steps (is_last only); 0 keeps

@@ -40,7 +40,8 @@ class Fake(Env):
   def __init__(self, task, image=True, vector=True, size=(16, 16), channels=1,
                length=20, actions=3, dim=2, terminal_prob=0.05, seed=None):
     if task not in TASKS:
-      raise UserError(f"Unknown fake task '{task}'. Use fake:discrete or fake:continuous.")
+      raise UserError(
+          f"Unknown fake task '{task}'. Use fake:discrete or fake:continuous.")
     if not image and not vector:
       raise UserError('Fake env: at least one of image and vector must be True.')
     if int(length) < 1 or int(actions) < 1 or int(dim) < 1 or int(channels) < 1:

@@ -211,9 +211,11 @@ class Gym(Env):
     try:
       frame = self._env.render()
     except gymnasium.error.DependencyNotInstalled as e:
-      raise UserError(f'pixels=True needs this env to render, which failed: {e}') from None
+      raise UserError(
+          f'pixels=True needs this env to render, which failed: {e}') from None
     if frame is None:
-      raise UserError('pixels=True, but the env rendered nothing (render() returned None).')
+      raise UserError(
+          'pixels=True, but the env rendered nothing (render() returned None).')
     frame = np.asarray(frame)
     if frame.dtype != np.uint8:
       frame = np.clip(frame * 255 if frame.max() <= 1 else frame, 0, 255).astype(np.uint8)

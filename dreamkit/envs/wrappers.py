@@ -97,7 +97,9 @@ class EpisodeClock:
 
   def __init__(self, limit):
     if limit is None or int(limit) < 0:
-      raise UserError(f'time_limit must be 0 (none) or a positive number of agent steps; got {limit}.')
+      raise UserError(
+          'time_limit must be 0 (none) or a positive number of agent steps; '
+          f'got {limit}.')
     self.limit = int(limit)
     self.steps = 0
 
@@ -115,7 +117,8 @@ def check_size(size, where):
   try:
     height, width = (int(x) for x in size)
   except (TypeError, ValueError):
-    raise UserError(f'{where}: size must be a pair (height, width); got {size!r}.') from None
+    raise UserError(
+        f'{where}: size must be a pair (height, width); got {size!r}.') from None
   if height <= 0 or width <= 0:
     raise UserError(f'{where}: size must be positive; got {size!r}.')
   return height, width
@@ -136,7 +139,8 @@ def _area_weights(source, target):
   scale = source / target
   starts = np.arange(target)[:, None] * scale
   pixels = np.arange(source)[None, :]
-  overlap = np.clip(np.minimum(starts + scale, pixels + 1) - np.maximum(starts, pixels), 0, None)
+  overlap = np.minimum(starts + scale, pixels + 1) - np.maximum(starts, pixels)
+  overlap = np.clip(overlap, 0, None)
   overlap[overlap < 1e-9] = 0
   dense = overlap / overlap.sum(1, keepdims=True)
   width = int((dense > 0).sum(1).max())
