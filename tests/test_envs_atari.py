@@ -21,6 +21,7 @@ def test_pong_spaces_and_image(pong):
   assert obs['image'].dtype == np.uint8 and obs['image'].shape == (64, 64, 1)
   assert pong.obs_space['image'].shape == (64, 64, 1)
   assert pong.act_space.n == 6  # Pong's minimal action set, not the full 18.
+  assert pong.action_repeat == 4
   assert obs['is_first'] and not obs['is_last'] and not obs['is_terminal']
   assert obs['reward'].dtype == np.float32 and obs['reward'] == 0
 

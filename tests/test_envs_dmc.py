@@ -57,6 +57,7 @@ def test_walker_proprio_keys_and_spaces(walker):
   space = walker.act_space
   assert space.shape == (6,) and (space.low == -1).all() and (space.high == 1).all()
   assert not envs.is_discrete(space)
+  assert walker.action_repeat == 2
 
 
 def test_time_limit_sets_is_last_only(proprio):

@@ -23,7 +23,9 @@ def fakes():
 
 @pytest.fixture(scope='module')
 def cartpoles():
+  gin.parse_config('envs.Gym.action_repeat = 2')
   envs = ParallelEnvs('gym:CartPole-v1', 2, seed=0)
+  gin.clear_config()
   yield envs
   envs.close()
 
@@ -54,15 +56,17 @@ def test_fake_copies_step_together_with_gin_bindings(fakes):
 
 
 def test_spaces_come_from_the_workers(fakes):
-  assert fakes.act_space.n == 3 and fakes.num == 2
+  assert fakes.act_space.n == 3 and fakes.num == 2 and fakes.action_repeat == 1
   assert fakes.obs_space['vector'].shape == (4,)
 
 
 def test_cartpole_copies(cartpoles):
   obs = cartpoles.reset_all()
   assert [o['vector'].shape for o in obs] == [(4,), (4,)]
+  assert cartpoles.action_repeat == 2
   steps = cartpoles.step(np.array([[1.0, 0.0], [0.0, 1.0]], np.float32))
-  assert all(o['reward'] == 1.0 and not o['is_first'] for o in steps)
+  # Two CartPole steps per agent step: the workers read envs.Gym.action_repeat.
+  assert all(o['reward'] == 2.0 and not o['is_first'] for o in steps)
   with pytest.raises(ValueError):
     cartpoles.step(np.zeros((3, 2)))
 

@@ -110,7 +110,7 @@ class Atari(Env):
       raise UserError(f'Atari noops must be 0 or more; got {noops}.')
     self.game_id = resolve_game(task)
     self._size = wrappers.check_size(size, 'Atari')
-    self._repeat = int(action_repeat)
+    self.action_repeat = self._repeat = int(action_repeat)
     self._grayscale = bool(grayscale)
     self._noops = int(noops)
     self._life_done = bool(life_done)

@@ -167,6 +167,7 @@ class DMC(Env):
           f"{backends}: {' | '.join(failures)} Install EGL (libegl1) or OSMesa "
           '(libosmesa6), or set MUJOCO_GL to a backend that works here.')
     self.gl = gl
+    self.action_repeat = int(action_repeat)
     self._obs_space = self._worker.call('obs_space')
     self._act_space = self._worker.call('act_space')
 

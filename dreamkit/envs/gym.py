@@ -57,7 +57,7 @@ class Gym(Env):
     self._size = None if size is None else wrappers.check_size(size, f'gym:{task}')
     if pixels and self._size is None:
       raise UserError(f'gym:{task}: pixels=True needs a size (height, width).')
-    self._repeat = int(action_repeat)
+    self.action_repeat = self._repeat = int(action_repeat)
     self._pixels = bool(pixels)
     self._clock = wrappers.EpisodeClock(time_limit)
     kwargs = {}

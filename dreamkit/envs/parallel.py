@@ -53,10 +53,12 @@ def _serve(conn, builder, kwargs):
     if method == 'close':
       break
     try:
-      if method in ('obs_space', 'act_space'):
-        result = getattr(env, method)
+      if method == 'attribute':
+        result = getattr(env, *args)  # (name, default)
       else:
-        result = getattr(env, method)(*args)
+        result = getattr(env, method)
+        if callable(result):
+          result = result(*args)  # Methods are called; properties are read.
       conn.send(('ok', result))
     except BaseException as e:
       conn.send(_failure(e))
@@ -225,6 +227,8 @@ class ParallelEnvs:
       _gather(self.workers)
       self._obs_space = self.workers[0].call('obs_space')
       self._act_space = self.workers[0].call('act_space')
+      # Simulator steps per agent step, for counting frames (1 if the env has none).
+      self.action_repeat = self.workers[0].call('attribute', 'action_repeat', 1)
     except BaseException:
       self.close()
       raise
