@@ -70,6 +70,16 @@ def test_plan2explore_trains_its_ensemble_and_actor(trained):
   assert not any(id(v) in ids for v in behavior.trainable_variables)
 
 
+def test_plan2explore_trains_inside_tf_function(trained):
+  behavior = build(trained, gin.get_configurable(exploration.Plan2Explore))
+  wm, _, _, batch, outputs = trained
+  train = tf.function(behavior.train)
+  for _ in range(2):
+    metrics = train(outputs['post'], outputs, wm.preprocess(batch))
+  assert np.isfinite(float(metrics['actor_loss']))
+  assert int(behavior.ac.updates) == 2
+
+
 def test_intrinsic_reward_is_the_ensemble_std(trained):
   behavior = build(trained, gin.get_configurable(exploration.Plan2Explore))
   wm, _, _, _, outputs = trained
@@ -145,9 +155,10 @@ def test_every_registry_entry_builds_and_trains(trained, name):
     assert np.all(np.isfinite(np.asarray(value))), key
 
 
-def test_plan2explore_inside_a_compiled_agent():
+def test_plan2explore_inside_an_agent():
   from dreamkit.agent import Agent
-  gin.parse_config(TINY + P2E + 'Agent.expl_behavior = @objectives.Plan2Explore\n')
+  gin.parse_config(
+      TINY + P2E + 'Agent.expl_behavior = @objectives.Plan2Explore\nAgent.compile = False\n')
   agent = gin.get_configurable(Agent)(obs_space(False), DISCRETE, tf.Variable(0, dtype=tf.int64))
   gin.clear_config()
   assert isinstance(agent.expl_behavior, exploration.Plan2Explore)

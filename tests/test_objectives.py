@@ -106,3 +106,10 @@ def test_auto_choice():
 def test_registry_holds_the_objectives():
   for name in ('Reinforce', 'Dynamics', 'Both'):
     assert name in objectives.registry
+
+
+def test_every_registry_entry_is_documented():
+  import pathlib
+  text = (pathlib.Path(__file__).parents[1] / 'docs' / 'behavior.md').read_text()
+  for name in objectives.registry.names():
+    assert f'`{name}' in text, name

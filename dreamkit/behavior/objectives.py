@@ -107,9 +107,8 @@ class Reinforce(Objective):
 
   def objective(self, policy, action, target, baseline, step):
     advantage = tf.stop_gradient(target - baseline)
-    # The sampled action is a constant here: with straight-through one-hot samples the
-    # reference also differentiates log_prob through the sample itself, which is not
-    # part of the REINFORCE estimator.
+    # The sampled action is a constant: a straight-through one-hot sample would
+    # otherwise carry a second, biased gradient path into the actor.
     log_prob = policy.log_prob(tf.stop_gradient(action))
     return log_prob * advantage, {'actor_advantage': tf.reduce_mean(advantage)}
 
