@@ -142,6 +142,13 @@ def test_unsupported_action_space_is_refused():
 def test_unknown_id_names_the_closest():
   with pytest.raises(UserError, match='CartPole-v1'):
     envs.make('gym:CartPole-v7')
+  with pytest.raises(UserError, match='no_such_module'):
+    envs.make('gym:no_such_module:Thing-v0')
+
+
+def test_module_colon_id_form():
+  env = envs.make('gym:gymnasium.envs.classic_control:CartPole-v1')
+  assert env.reset()['vector'].shape == (4,)
 
 
 def test_classic_render_without_pygame_is_a_user_error():

@@ -68,7 +68,7 @@ class Gym(Env):
       kwargs['max_episode_steps'] = self._clock.limit * self._repeat
     try:
       self._env = gymnasium.make(task, **kwargs)
-    except gymnasium.error.Error as e:
+    except (gymnasium.error.Error, ImportError) as e:  # Unknown id, or 'module:' fails.
       ids = list(gymnasium.registry)
       close = difflib.get_close_matches(task, ids, n=3, cutoff=0.5)
       hint = f" Did you mean: {', '.join(close)}?" if close else ''
