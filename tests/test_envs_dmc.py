@@ -70,6 +70,23 @@ def test_time_limit_sets_is_last_only(proprio):
   assert flags == [(False, False), (False, False), (True, False)]
 
 
+def test_core_refuses_a_process_with_tensorflow(walker):
+  # What a worker does if spawn re-imported a main script that imports TensorFlow:
+  # refuse before dm_control is imported, instead of segfaulting at render time.
+  from dreamkit.envs.dmc import DMCCore
+  with pytest.raises(UserError, match='TensorFlow is imported'):
+    DMCCore('walker_walk', 2, (64, 64), None, 'pixels', 0, None, os.environ['MUJOCO_GL'])
+
+
+def test_backend_falls_back_when_the_user_set_none(monkeypatch):
+  from dreamkit.envs import dmc
+  monkeypatch.delenv('MUJOCO_GL')
+  monkeypatch.setattr(dmc, 'DEFAULT_BACKENDS', ('no_such_backend', 'egl'))
+  env = envs.make('dmc:cartpole_balance', obs='pixels', size=(8, 8))
+  assert env.gl == 'egl' and env.reset()['image'].shape == (8, 8, 3)
+  env.close()
+
+
 def test_unknown_task_names_the_closest():
   with pytest.raises(UserError, match='walker_walk'):
     envs.make('dmc:walker_walkk', obs='proprio')

@@ -19,6 +19,8 @@ from dreamkit.envs.parallel import Worker, WorkerError
 from dreamkit.errors import UserError
 
 OBS_MODES = ('pixels', 'proprio', 'both')
+# MuJoCo rendering backends tried in order when the user did not set MUJOCO_GL.
+DEFAULT_BACKENDS = ('egl', 'osmesa')
 # The reference renders quadruped tasks from camera 2 (the others from camera 0).
 DEFAULT_CAMERAS = {'quadruped': 2}
 
@@ -151,7 +153,7 @@ class DMC(Env):
                   size=wrappers.check_size(size, f'dmc:{task}'), camera=camera,
                   obs=obs, time_limit=int(time_limit), seed=seed)
     user_gl = os.environ.get('MUJOCO_GL')
-    backends = [user_gl] if user_gl else ['egl', 'osmesa']
+    backends = [user_gl] if user_gl else list(DEFAULT_BACKENDS)
     failures = []
     for gl in backends:
       try:
