@@ -10,6 +10,7 @@ the file and line (or the command-line binding) and says how to fix it.
 
 import dataclasses
 import difflib
+import logging
 import re
 import tokenize
 from pathlib import Path
@@ -59,7 +60,16 @@ def load(files, bindings=(), plugins=(), finalize=True):
   return Loaded([str(f) for f in files], list(bindings), plugin_paths)
 
 
+class _QuietIncludeSearch(logging.Filter):
+  """gin logs an ERROR for every search-path miss before it finds an include."""
+
+  def filter(self, record):
+    return not record.getMessage().startswith('Path not found:')
+
+
 def _parse(parse_fn, where):
+  quiet = _QuietIncludeSearch()
+  logging.getLogger().addFilter(quiet)
   try:
     parse_fn()
   except SyntaxError as e:
@@ -80,6 +90,8 @@ def _parse(parse_fn, where):
         'pass the plugin file with --plugin.') from None
   except (ValueError, OSError, TypeError) as e:
     raise ConfigError(explain(e, where)) from None
+  finally:
+    logging.getLogger().removeFilter(quiet)
 
 
 def explain(error, where=''):
@@ -173,13 +185,28 @@ def unused_bindings():
   operative = gin.config._OPERATIVE_CONFIG  # pylint: disable=protected-access
   unused = []
   for (scope, selector), params in config.items():
-    if selector == 'gin.macro' or selector.startswith('gin.'):
+    if selector.startswith('gin.'):
       continue
-    used = operative.get((scope, selector), {})
     for name in params:
-      if name not in used:
+      if not _was_read(operative, scope, selector, name):
         unused.append(f"{scope + '/' if scope else ''}{short_name(selector)}.{name}")
   return sorted(unused)
+
+
+def _was_read(operative, scope, selector, name):
+  """A binding in `scope` is read by any call made in that scope or a nested one.
+
+  gin records reads under the scope of the call (`reward/heads.MLPHead`), so a root
+  binding (`heads.MLPHead.units`) counts as read through any scoped call.
+  """
+  wanted = scope.split('/') if scope else []
+  for (used_scope, used_selector), used_params in operative.items():
+    if used_selector != selector or name not in used_params:
+      continue
+    components = used_scope.split('/') if used_scope else []
+    if all(part in components for part in wanted):
+      return True
+  return False
 
 
 def short_name(selector):

@@ -155,7 +155,7 @@ class Pipeline:
     if not has_checkpoint:
       self._prefill()
     self.dataset = iter(self.replay.dataset(self.batch_size, self.batch_length))
-    self.agent = Agent(self.obs_space, self.act_space, self.step)
+    self.agent = gin.get_configurable(Agent)(self.obs_space, self.act_space, self.step)
     self.train_state = None
     self._train_once()  # Builds every variable before restoring or pretraining.
     self.checkpoint = checkpoint_lib.Checkpoint(
@@ -207,8 +207,8 @@ class Pipeline:
     if missing <= 0:
       return
     print(f'Prefilling {missing} agent steps with a random policy.')
-    random_policy = RandomPolicy(self.act_space, seed=self.seed)
-    self.driver(lambda obs, state: random_policy(obs, state), steps=missing)
+    random_policy = RandomPolicy(act_space=self.act_space, seed=self.seed)
+    self.driver(random_policy, steps=missing)
     self.driver.reset()  # The agent's policy state starts fresh after prefill.
 
   def _train_once(self):
