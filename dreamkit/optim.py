@@ -58,6 +58,14 @@ class Optimizer(tf.Module):
     """True when losses are scaled (policy mixed_float16 at the first call)."""
     return bool(self._mixed)
 
+  def build(self, modules):
+    """Creates the Adam slots for `modules` now (optional; the first call does it).
+
+    Building before the first traced call spares tf.function a second trace.
+    """
+    if self._opt is None:
+      self._build(_variables(modules, self._prefix))
+
   def _build(self, variables):
     # Variables must be created eagerly even when the first call is traced.
     with tf.init_scope():
@@ -81,12 +89,7 @@ class Optimizer(tf.Module):
       raise ValueError(
           f'Optimizer {self._prefix}: the loss must be a float32 scalar, got '
           f'{loss.dtype.name} {loss.shape}.')
-    modules = modules if isinstance(modules, (list, tuple)) else [modules]
-    variables = _unique([v for m in modules for v in m.trainable_variables])
-    if not variables:
-      raise ValueError(
-          f'Optimizer {self._prefix}: the modules hold no trainable variables '
-          '(are the Keras layers held by a keras Layer and already built?).')
+    variables = _variables(modules, self._prefix)
     if self._opt is None:
       self._build(variables)
 
@@ -132,6 +135,16 @@ class Optimizer(tf.Module):
         f'{self._prefix}_loss_scale': self.loss_scale(),
         f'{self._prefix}_skipped': tf.cast(self.skipped, tf.float32),
     }
+
+
+def _variables(modules, prefix):
+  modules = modules if isinstance(modules, (list, tuple)) else [modules]
+  variables = _unique([v for m in modules for v in m.trainable_variables])
+  if not variables:
+    raise ValueError(
+        f'Optimizer {prefix}: the modules hold no trainable variables (are the Keras '
+        'layers held by a keras Layer and already built?).')
+  return variables
 
 
 def _unique(variables):

@@ -8,6 +8,8 @@ Every part is swappable through its registry (`encoders`, `dynamics`, `heads`):
     WorldModel.dynamics = @dynamics.GaussianRSSM()
 """
 
+import inspect
+
 import gin
 import keras
 import tensorflow as tf
@@ -101,6 +103,7 @@ class WorldModel(keras.layers.Layer):
           discount_head, 'MLPHead', (), 'discount_head', dist='binary')
     self.heads = heads
     self.optimizer = Optimizer('model', model_lr, model_eps, model_clip, model_wd)
+    self._ready = False
 
   def preprocess(self, batch):
     """Raw batch -> model data: uint8 images to float32 [-0.5, 0.5], clipped reward,
@@ -127,9 +130,20 @@ class WorldModel(keras.layers.Layer):
     Returns (state, outputs, metrics): the last posterior {key: [B, ...]}, the
     outputs of `compute_loss`, and float32 scalar metrics.
     """
+    if tf.executing_eagerly() and not self._ready:
+      self._initialize(batch, state)
     return self._train(batch, state)
 
-  @tf.function
+  def _initialize(self, batch, state):
+    # Creating variables inside the first trace makes tf.function trace twice;
+    # one eager forward pass plus building Adam first saves a whole trace.
+    self.compute_loss(self.preprocess(batch), state)
+    self.optimizer.build(modules=[self.encoder, self.dynamics, *self.heads.values()])
+    self._ready = True
+
+  # The code has no tensor-dependent Python control flow, so autograph is off: it
+  # only slows tracing down.
+  @tf.function(autograph=False)
   def _train(self, batch, state):
     data = self.preprocess(batch)
     with tf.GradientTape() as tape:
@@ -184,7 +198,7 @@ class WorldModel(keras.layers.Layer):
           f"WorldModel.video_pred: '{key}' is not an image key the decoder predicts.")
     return self._video_pred(batch, key, observed, rows)
 
-  @tf.function
+  @tf.function(autograph=False)
   def _video_pred(self, batch, key, observed, rows):
     data = self.preprocess({k: v[:rows] for k, v in batch.items()})
     decoder = self.heads['decoder']
@@ -214,10 +228,11 @@ def _instance(value, registry, default, interface, param):
   if value is None:
     value = registry.configured(default)
   if not isinstance(value, interface):
-    if not callable(value):
+    wrong_class = inspect.isclass(value) and not issubclass(value, interface)
+    if not callable(value) or wrong_class:
       raise ConfigError(
           f'WorldModel.{param} must be a {interface.__name__} or a factory of one, '
-          f'got {value!r}.')
+          f'got {value!r} (bind a component from the `{registry.kind}` registry).')
     value = value()
   if not isinstance(value, interface):
     raise ConfigError(
@@ -231,7 +246,7 @@ def _head(value, default, shape, param, **defaults):
   if value is None:
     value = lambda shape: heads_lib.registry.configured(default)(shape, **defaults)
   if not isinstance(value, Head):
-    if not callable(value):
+    if not callable(value) or (inspect.isclass(value) and not issubclass(value, Head)):
       raise ConfigError(
           f'WorldModel.{param} must be a head factory (e.g. @heads.{default}), '
           f'got {value!r}.')

@@ -63,34 +63,44 @@ class DreamerEncoder(Encoder):
     self.image_keys = None
     self.vector_keys = None
 
-  def _pick_keys(self, obs):
-    images, vectors = split_keys(obs, self.cnn_keys, self.mlp_keys)
+  def build(self, input_shape):
+    """Picks the keys and creates the variables; `input_shape` is {key: shape}."""
+    shapes = {k: tuple(v) for k, v in input_shape.items()}
+    images, vectors = split_keys(shapes, self.cnn_keys, self.mlp_keys)
     if not images and not vectors:
       raise ConfigError(
           f'DreamerEncoder: no observation key matches cnn_keys={self.cnn_keys!r} '
-          f'or mlp_keys={self.mlp_keys!r} (input keys: {input_keys(obs)}). Set '
+          f'or mlp_keys={self.mlp_keys!r} (input keys: {input_keys(shapes)}). Set '
           'DreamerEncoder.cnn_keys / DreamerEncoder.mlp_keys in your gin config.')
-    sizes = {tuple(obs[k].shape[-3:-1]) for k in images}
-    if len(sizes) > 1:
-      raise UserError(
-          f'DreamerEncoder: image keys {images} have different sizes {sorted(sizes)}; '
-          'they are stacked along channels and must share HxW. Restrict '
-          'DreamerEncoder.cnn_keys to keys of one size.')
     if images:
-      size = obs[images[0]].shape[-3:-1]
-      for kernel in self.cnn_kernels:
-        size = [(s - kernel) // 2 + 1 for s in size]
-      if min(size) < 1:
+      sizes = {shapes[k][-3:-1] for k in images}
+      if len(sizes) > 1:
         raise UserError(
-            f'DreamerEncoder: images of size {tuple(obs[images[0]].shape[-3:-1])} '
-            f'are too small for cnn_kernels={self.cnn_kernels} (stride 2, VALID). '
-            'Use smaller kernels, e.g. (2, 2, 2, 2) for 16x16 images.')
+            f'DreamerEncoder: image keys {images} have different sizes '
+            f'{sorted(sizes)}; they are stacked along channels and must share HxW. '
+            'Restrict DreamerEncoder.cnn_keys to keys of one size.')
+      shape = [None, *shapes[images[0]][-3:-1], sum(shapes[k][-1] for k in images)]
+      for conv, norm in zip(self.convs, self.conv_norms):
+        if min(shape[1:3]) < conv.kernel_size[0]:
+          raise UserError(
+              f'DreamerEncoder: images of size {shapes[images[0]][-3:-1]} are too '
+              f'small for cnn_kernels={self.cnn_kernels} (stride 2, VALID). Use '
+              'smaller kernels, e.g. (2, 2, 2, 2) for 16x16 images.')
+        conv.build(shape)
+        shape = list(conv.compute_output_shape(shape))
+        norm.build(shape)
+    if vectors:
+      ranks = {len(shapes[k]) for k in vectors}
+      if len(ranks) > 1 or (images and ranks != {len(shapes[images[0]]) - 2}):
+        raise UserError(
+            f'DreamerEncoder: the vector keys {vectors} must be 1-D per step, got '
+            f'shapes {[shapes[k] for k in vectors]}. Match image keys with '
+            'DreamerEncoder.cnn_keys and vector keys with DreamerEncoder.mlp_keys.')
+      self.mlp.build([None, sum(shapes[k][-1] for k in vectors)])
     print(f'DreamerEncoder inputs: CNN {images}, MLP {vectors}')
     self.image_keys, self.vector_keys = images, vectors
 
   def call(self, obs):
-    if self.image_keys is None:
-      self._pick_keys(obs)
     outputs = []
     if self.image_keys:
       x = tf.concat([tf.cast(obs[k], self.compute_dtype) for k in self.image_keys], -1)

@@ -1,0 +1,107 @@
+"""Heads: MLPHead distributions and DreamerDecoder shapes, float32 under mixed precision."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dreamkit.errors import ConfigError, UserError
+from dreamkit.networks import heads
+from dreamkit.optim import Optimizer
+
+F = 20
+TINY = {
+    'MLPHead': dict(shape=(), layers=2, units=8),
+    'DreamerDecoder': dict(
+        shapes={'image': (16, 16, 3), 'vector': (5,)}, cnn_depth=4,
+        cnn_kernels=(2, 2, 2, 2), mlp_layers=2, mlp_units=8),
+}
+
+
+def feat(lead=(2, 4)):
+  return tf.random.stateless_normal(lead + (F,), seed=(1, 2))
+
+
+def test_every_registered_head_has_tiny_settings():
+  assert heads.registry.names() == sorted(TINY)
+
+
+@pytest.mark.parametrize('policy', ['float32', 'mixed_bfloat16'])
+@pytest.mark.parametrize('dist,shape', [
+    ('mse', ()), ('binary', ()), ('normal', (3,)), ('onehot', (3,)),
+    ('trunc_normal', (3,)), ('tanh_normal', (3,)), ('mse', (2, 3))])
+def test_mlp_head_distributions(policy, dist, shape):
+  keras.mixed_precision.set_global_policy(policy)
+  head = heads.MLPHead(shape, layers=2, units=8, dist=dist)
+  out = head(feat())
+  sample = out.sample()
+  assert sample.shape == (2, 4) + shape
+  assert sample.dtype == tf.float32
+  assert out.log_prob(sample).shape == (2, 4)
+  assert out.log_prob(sample).dtype == tf.float32
+  assert out.mode().shape == (2, 4) + shape
+  if dist == 'onehot':
+    np.testing.assert_array_equal(tf.reduce_sum(sample, -1), 1.0)
+  if dist in ('trunc_normal', 'tanh_normal'):
+    assert np.all(np.abs(sample.numpy()) < 1)
+
+
+def test_binary_head_takes_soft_discount_targets():
+  head = heads.MLPHead((), layers=1, units=4, dist='binary')
+  out = head(feat())
+  like = out.log_prob(tf.fill([2, 4], 0.99))
+  assert np.all(np.isfinite(like.numpy()))
+
+
+@pytest.mark.parametrize('shapes', [
+    {'image': (16, 16, 3)}, {'image': (16, 16, 1)}, {'vector': (5,)},
+    {'image': (16, 16, 3), 'vector': (5,), 'other': (2,)}])
+def test_decoder_shapes(shapes):
+  decoder = heads.DreamerDecoder(
+      shapes, cnn_depth=4, cnn_kernels=(2, 2, 2, 2), mlp_layers=2, mlp_units=8)
+  for lead in [(2, 4), (3,)]:
+    out = decoder(feat(lead))
+    assert sorted(out) == sorted(shapes)
+    for key, shape in shapes.items():
+      assert out[key].event_shape == shape
+      assert out[key].batch_shape == lead
+      assert out[key].mode().dtype == tf.float32
+      target = tf.zeros(lead + shape)
+      # Normal(mean, 1) summed over the event: -log p >= 0.919 per dimension.
+      assert np.all(-out[key].log_prob(target).numpy() >= 0.918 * np.prod(shape))
+
+
+def test_decoder_reference_kernels_give_64x64():
+  decoder = heads.DreamerDecoder(
+      {'image': (64, 64, 1)}, cnn_depth=2, mlp_layers=1, mlp_units=4)
+  out = decoder(feat((2,)))
+  assert out['image'].mean().shape == (2, 64, 64, 1)
+  assert [c.kernel_size[0] for c in decoder.convs] == [5, 5, 6, 6]
+
+
+def test_decoder_size_errors():
+  with pytest.raises(UserError, match='cnn_kernels'):
+    heads.DreamerDecoder({'image': (16, 16, 1)})
+  with pytest.raises(UserError, match='cnn_kernels'):
+    heads.DreamerDecoder({'image': (64, 32, 1)})
+  with pytest.raises(ConfigError, match='no observation key'):
+    heads.DreamerDecoder({'image': (64, 64, 1)}, cnn_keys='$^', mlp_keys='$^')
+  with pytest.raises(ConfigError, match='distribution'):
+    heads.MLPHead((), dist='gaussian')
+
+
+@pytest.mark.parametrize('name', heads.registry.names())
+def test_registered_head_trains_one_step(name):
+  head = heads.registry.get(name)(**TINY[name])
+  x = feat()
+  head(x)
+  before = [v.numpy().copy() for v in head.trainable_variables]
+  optimizer = Optimizer('head', 1e-3)
+  with tf.GradientTape() as tape:
+    out = head(x)
+    dists = out if isinstance(out, dict) else {'out': out}
+    loss = -tf.add_n([tf.reduce_mean(d.log_prob(tf.ones_like(d.mean())))
+                      for d in dists.values()])
+  assert float(optimizer(tape, loss, [head])['head_skipped']) == 0
+  after = head.trainable_variables
+  assert before and all(not np.array_equal(b, a.numpy()) for b, a in zip(before, after))
