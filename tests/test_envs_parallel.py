@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import sys
 
 import gin
 import numpy as np
@@ -91,3 +93,21 @@ def test_an_error_in_one_copy_leaves_the_others_usable(cartpoles):
     cartpoles.step([np.zeros(2), np.zeros(5)])  # Copy 1 gets a malformed action.
   steps = cartpoles.step(np.eye(2, dtype=np.float32))
   assert len(steps) == 2
+
+
+def test_a_script_that_never_closes_its_envs_still_exits(tmp_path):
+  # At exit multiprocessing joins non-daemon workers with no timeout; they must have
+  # been told to stop first, whatever finalizers other libraries registered earlier.
+  script = tmp_path / 'forgets_close.py'
+  script.write_text(
+      'import weakref\n'
+      'class Early: pass\n'
+      'early = Early()\n'
+      'weakref.finalize(early, print)\n'
+      'from dreamkit.envs.parallel import ParallelEnvs\n'
+      'if __name__ == "__main__":\n'
+      '  envs = ParallelEnvs("fake:discrete", 1)\n'
+      '  envs.reset_all()\n')
+  result = subprocess.run([sys.executable, str(script)], timeout=120,
+                          capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr

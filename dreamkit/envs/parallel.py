@@ -14,9 +14,9 @@ a worker that dies or stops answering raises an error naming it, never a hang.
 
 import importlib
 import multiprocessing
+import multiprocessing.util
 import time
 import traceback
-import weakref
 
 import gin
 
@@ -109,15 +109,18 @@ class Worker:
         target=_serve, args=(child, builder, kwargs), name=name, daemon=daemon)
     self._process.start()
     child.close()
-    # Registered after multiprocessing's own exit hook, so it runs first and the
-    # worker is stopped before multiprocessing joins its non-daemon children.
-    self._finalizer = weakref.finalize(self, _shutdown, self._conn, self._process)
+    # Runs when this object is collected, on close(), or at interpreter exit. At exit
+    # multiprocessing joins non-daemon children without a timeout, after running the
+    # finalizers that have an exit priority: a plain weakref.finalize may come too
+    # late there (it depends on import order), and the parent would hang forever.
+    self._finalizer = multiprocessing.util.Finalize(
+        self, _shutdown, args=(self._conn, self._process), exitpriority=10)
     self._pending = True  # The build's answer.
     if wait:
       self.receive()  # Raises here if the env could not be built.
 
   def send(self, method, *args):
-    if not self._finalizer.alive:
+    if not self._finalizer.still_active():
       raise WorkerError(f'{self.name} is closed.')
     if self._pending:
       raise WorkerError(f'{self.name} has an unanswered call; receive() it first.')
@@ -157,7 +160,7 @@ class Worker:
 
   @property
   def alive(self):
-    return self._finalizer.alive and self._process.is_alive()
+    return self._finalizer.still_active() and self._process.is_alive()
 
   @property
   def pid(self):
@@ -170,7 +173,7 @@ class Worker:
     self._process.join(1)
     code = self._process.exitcode
     signal = f' (signal {-code})' if code is not None and code < 0 else ''
-    self._finalizer.detach()
+    self._finalizer.cancel()
     self._conn.close()
     return WorkerError(
         f'{self.name} (pid {self._process.pid}) died with exit code {code}{signal}. '
