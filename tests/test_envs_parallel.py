@@ -111,3 +111,14 @@ def test_a_script_that_never_closes_its_envs_still_exits(tmp_path):
   result = subprocess.run([sys.executable, str(script)], timeout=120,
                           capture_output=True, text=True)
   assert result.returncode == 0, result.stderr
+
+
+def test_worker_config_drops_only_dreamkit_imports_outside_envs():
+  from dreamkit.envs.parallel import worker_config
+  text = ('import dreamkit.networks.encoders\n'
+          'import dreamkit.envs\n'
+          'import my_package.envs\n'
+          'import dreamkit.world_model\n'
+          'Fake.length = 3\n')
+  assert worker_config(text).split() == [
+      'import', 'dreamkit.envs', 'import', 'my_package.envs', 'Fake.length', '=', '3']

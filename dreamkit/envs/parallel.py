@@ -15,6 +15,7 @@ a worker that dies or stops answering raises an error naming it, never a hang.
 import importlib
 import multiprocessing
 import multiprocessing.util
+import re
 import time
 import traceback
 
@@ -191,8 +192,22 @@ def build_env(task, gin_config, plugins, overrides):
     # The parent parsed this same text with every registry loaded, so misspellings
     # were caught there. Here only the envs (and plugins) are imported, and bindings
     # of other kinds (networks, ...) are skipped rather than importing TensorFlow.
-    gin.parse_config(gin_config, skip_unknown=True)
+    gin.parse_config(worker_config(gin_config), skip_unknown=True)
   return envs.make(task, **overrides)
+
+
+# `import dreamkit.<kind>` lines of a .gin file, except the envs' own.
+_OTHER_DREAMKIT_IMPORT = re.compile(r'^\s*import\s+dreamkit\.(?!envs\b)\S+.*$', re.M)
+
+
+def worker_config(gin_config):
+  """The gin text for an env worker: without imports of dreamkit's other kinds.
+
+  Those imports (networks, agent, ...) would load TensorFlow in every worker, ~0.5 GB
+  each, for bindings the worker skips anyway. Imports of other packages stay: they
+  may register a plugin's env.
+  """
+  return _OTHER_DREAMKIT_IMPORT.sub('', gin_config)
 
 
 class ParallelEnvs:
