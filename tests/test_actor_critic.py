@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from dreamkit.behavior import objectives
-from dreamkit.behavior.actor_critic import ActorCritic
+from dreamkit.behavior.actor_critic import ActorCritic, action_size
 from dreamkit.behavior.imagination import imagine
 from dreamkit.networks import dynamics as dynamics_lib
 from dreamkit.networks import heads
@@ -217,3 +217,34 @@ def test_bad_configuration_is_a_user_error():
     ActorCritic(BOX, step, actor=Head, critic=Head, actor_ent='lin(1,2)')
   with pytest.raises(UserError, match='action space'):
     ActorCritic(gymnasium.spaces.MultiBinary(3), step, actor=Head, critic=Head)
+
+
+def test_checkpoint_holds_critic_slow_critic_and_counters(tmp_path):
+  model = LatentModel(3, discount_head=False)
+  step = tf.Variable(0, dtype=tf.int64)
+  ac = ActorCritic(DISCRETE, step, actor=Head, critic=Head, imag_horizon=H)
+  ac.train(model, model.posterior(), None, reward_fn(model))
+  path = tf.train.Checkpoint(ac=ac).save(str(tmp_path / 'ckpt'))
+  names = [name for name, _ in tf.train.list_variables(path)]
+  assert any('ac/updates' in n for n in names)
+  # Restoring into a fresh ActorCritic (built by one train step, as the pipeline
+  # does) brings the whole slow critic back, hidden layers included.
+  other = ActorCritic(DISCRETE, step, actor=Head, critic=Head, imag_horizon=H)
+  other.train(model, model.posterior(), None, reward_fn(model))
+  other.slow_critic.variables[0].assign(tf.zeros_like(other.slow_critic.variables[0]))
+  tf.train.Checkpoint(ac=other).restore(path)
+  for a, b in zip(values(ac.slow_critic), values(other.slow_critic)):
+    np.testing.assert_array_equal(a, b)
+  assert int(other.updates) == 1
+
+
+@pytest.mark.parametrize('space', [DISCRETE, BOX])
+def test_trains_under_mixed_bfloat16(space):
+  from dreamkit import precision
+  precision.set_precision('bf16')
+  model = LatentModel(action_size(space))
+  step = tf.Variable(0, dtype=tf.int64)
+  ac = ActorCritic(space, step, actor=Head, critic=Head, imag_horizon=H)
+  metrics = ac.train(model, model.posterior(), is_terminal(), reward_fn(model))
+  for key, value in metrics.items():
+    assert np.all(np.isfinite(np.asarray(value))), key

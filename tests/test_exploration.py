@@ -169,3 +169,20 @@ def test_plan2explore_inside_an_agent():
   obs['is_first'][:] = True
   outputs, _ = agent.policy(obs, None, 'explore')
   np.testing.assert_array_equal(outputs['action'].numpy().sum(-1), 1)
+
+
+def test_plan2explore_checkpoint_holds_every_member(trained, tmp_path):
+  behavior = build(trained, gin.get_configurable(exploration.Plan2Explore))
+  run(trained, behavior)
+  path = tf.train.Checkpoint(p2e=behavior).save(str(tmp_path / 'ckpt'))
+  names = [name for name, _ in tf.train.list_variables(path)]
+  # Each variable is saved once, under the first path found (often the optimizer's
+  # list): check that every ensemble variable is restored into a fresh behaviour.
+  other = build(trained, gin.get_configurable(exploration.Plan2Explore))
+  run(trained, other)
+  tf.train.Checkpoint(p2e=other).restore(path)
+  for mine, theirs in zip(behavior.ensemble, other.ensemble):
+    assert mine.variables
+    for a, b in zip(mine.variables, theirs.variables):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert len(names) > 1

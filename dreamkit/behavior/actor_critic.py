@@ -113,6 +113,7 @@ class ActorCritic(keras.layers.Layer):
     self.slow_baseline = bool(slow_baseline)
     self.reward_norm = RewardNorm(reward_norm_momentum, reward_norm_scale, reward_norm_eps)
     self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name='updates')
+    self._slow_variables = None
     self.actor_opt = optim.Optimizer('actor', actor_lr, eps, clip, wd)
     self.critic_opt = optim.Optimizer('critic', critic_lr, eps, clip, wd)
 
@@ -193,6 +194,10 @@ class ActorCritic(keras.layers.Layer):
       raise ValueError(
           'ActorCritic: the critic and the slow critic hold different variables; the '
           'critic factory must build the same network on each call.')
+    if self._slow_variables is None:
+      # tf.train.Checkpoint does not look into the lists Keras 3 keeps sub-layers in
+      # (and no optimizer lists the slow critic's variables), so name them here.
+      self._slow_variables = _Variables(dest)
     # The very first update copies, so targets never come from random weights.
     mix = tf.where(
         self.updates == 0, tf.constant(1.0), tf.constant(self.slow_target_fraction))
@@ -205,6 +210,15 @@ class ActorCritic(keras.layers.Layer):
     tf.cond(self.updates % self.slow_target_update == 0, move,
             lambda: tf.constant(False))
     self.updates.assign_add(1)
+
+
+class _Variables(tf.Module):
+  """Variables as numbered attributes, so that checkpoints find each one."""
+
+  def __init__(self, variables):
+    super().__init__(name='variables')
+    for index, variable in enumerate(variables):
+      setattr(self, f'v{index}', variable)
 
 
 def scoped_head(scope):
