@@ -110,25 +110,25 @@ class Optimizer(tf.Module):
       # With a non-finite norm the clipped grads are NaN; the step is skipped then.
       grads, _ = tf.clip_by_global_norm(grads, self.clip, use_norm=norm)
 
-    def apply():
+    if self.wd:
+      # A factor instead of a branch: a skipped step must not decay either.
+      decay = tf.where(finite, 1.0 - self.wd, 1.0)
+    if self._mixed:
+      # The LossScaleOptimizer skips non-finite steps and adapts its scale itself;
+      # it expects scaled gradients.
       if self.wd:
         for var in variables:
-          var.assign(var * (1 - self.wd))
-      if self._mixed:
-        # The LossScaleOptimizer unscales itself and grows the scale over time.
-        self._opt.apply([g * scale for g in grads], variables)
-      else:
+          var.assign(var * tf.cast(decay, var.dtype))
+      self._opt.apply([g * scale for g in grads], variables)
+    else:
+      def apply():
+        if self.wd:
+          for var in variables:
+            var.assign(var * tf.cast(decay, var.dtype))
         self._opt.apply(grads, variables)
-      return tf.constant(0, tf.int64)
-
-    def skip():
-      if self._mixed:
-        # Non-finite grads make the LossScaleOptimizer halve its scale, apply nothing.
-        self._opt.apply(grads, variables)
-      return tf.constant(1, tf.int64)
-
-    skipped = tf.cond(finite, apply, skip)
-    self.skipped.assign_add(skipped)
+        return tf.constant(0)
+      tf.cond(finite, apply, lambda: tf.constant(0))
+    self.skipped.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
     return {
         f'{self._prefix}_loss': loss,
         f'{self._prefix}_grad_norm': norm,
