@@ -248,3 +248,50 @@ def test_trains_under_mixed_bfloat16(space):
   metrics = ac.train(model, model.posterior(), is_terminal(), reward_fn(model))
   for key, value in metrics.items():
     assert np.all(np.isfinite(np.asarray(value))), key
+
+
+def test_target_and_losses_on_a_hand_made_trajectory_match_numpy(discrete_setup):
+  """ActorCritic's wiring: which critic, which slice, which weight."""
+  _, _, ac = discrete_setup
+  rng = np.random.default_rng(3)
+  n, feat_size = 5, 32
+  action = np.eye(3, dtype=np.float32)[rng.integers(0, 3, (H + 1, n))]
+  action[0] = 0
+  disc = rng.uniform(0.5, 1.0, (H + 1, n)).astype(np.float32)
+  traj = {
+      'feat': tf.constant(rng.normal(size=(H + 1, n, feat_size)), tf.float32),
+      'action': tf.constant(action),
+      'reward': tf.constant(rng.normal(size=(H + 1, n)), tf.float32),
+      'discount': tf.constant(disc),
+      'weight': tf.constant(np.cumprod(np.concatenate([np.ones((1, n)), disc[:-1]]), 0),
+                            tf.float32),
+  }
+  # Make the two critics differ so that using the wrong one shows.
+  for var in ac.slow_critic.variables:
+    var.assign(var + 0.1)
+  slow = ac.slow_critic(traj['feat']).mode().numpy()
+  value = ac.critic(traj['feat']).mode().numpy()
+  reward, weight, lam = traj['reward'].numpy(), traj['weight'].numpy(), ac.discount_lambda
+  expected = np.zeros((H, n), np.float32)
+  following = slow[H]
+  for t in reversed(range(H)):
+    following = reward[t] + disc[t] * ((1 - lam) * slow[t + 1] + lam * following)
+    expected[t] = following
+  target, _ = ac.target(traj)
+  np.testing.assert_allclose(target.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+  critic_loss, _ = ac.critic_loss(traj, target)
+  log_prob = -0.5 * (expected - value[:H]) ** 2 - 0.5 * np.log(2 * np.pi)
+  assert float(critic_loss) == pytest.approx(-(weight[:H] * log_prob).mean(), rel=1e-5)
+
+  actor_loss, metrics = ac.actor_loss(traj, target)
+  logits = ac.actor(traj['feat'][:-2]).logits_parameter().numpy()
+  logp = logits - logits.max(-1, keepdims=True)
+  logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+  entropy = -(np.exp(logp) * logp).sum(-1)
+  advantage = expected[1:] - slow[:H - 1]
+  objective = (logp * action[1:-1]).sum(-1) * advantage
+  scale = float(metrics['actor_ent_scale'])
+  assert scale == pytest.approx(2e-3)
+  expected_loss = -(weight[:H - 1] * (objective + scale * entropy)).mean()
+  assert float(actor_loss) == pytest.approx(expected_loss, rel=1e-5)

@@ -181,3 +181,19 @@ def test_bad_mode_and_bad_behavior(discrete_agent):
     discrete_agent.policy(random_steps(obs_space(), DISCRETE, (N,)), None, 'greedy')
   with pytest.raises(UserError, match='expl_behavior'):
     make_agent(DISCRETE, image=False, compile=False, expl_behavior='plan2explore')
+
+
+def test_checkpoint_restores_every_agent_variable(tmp_path):
+  first = make_agent(DISCRETE, compile=False)
+  second = make_agent(DISCRETE, compile=False)
+  batch = random_steps(obs_space(), DISCRETE, (B, T))
+  # One train step builds every variable, as the pipeline does before restoring.
+  first.train(batch)
+  second.train(batch)
+  path = tf.train.Checkpoint(agent=first).save(str(tmp_path / 'ckpt'))
+  tf.train.Checkpoint(agent=second).restore(path)
+  assert len(first.variables) == len(second.variables)
+  slow = {id(v) for v in second.task_behavior.slow_critic.variables}
+  assert slow & {id(v) for v in second.variables}
+  for a, b in zip(first.variables, second.variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=b.path)
