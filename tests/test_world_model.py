@@ -261,3 +261,18 @@ def test_config_errors():
     WorldModel(spaces, act, encoder=heads.MLPHead)
   with pytest.raises(ValueError, match='kl_balanse'):
     gin.parse_config('import dreamkit.world_model\nWorldModel.kl_balanse = 0.5')
+
+
+def test_docs_list_every_component_and_parameter():
+  from pathlib import Path
+  text = (Path(__file__).parent.parent / 'docs' / 'world_model.md').read_text()
+  for registry in (encoders.registry, dynamics_lib.registry, heads.registry):
+    for entry in registry.entries():
+      assert f'`{entry.gin_name}`' in text, entry.gin_name
+      section = text.split(f'`{entry.gin_name}`', 1)[1].split('\n### ')[0]
+      for name, _ in entry.parameters:
+        assert f'`{name}`' in section, (entry.gin_name, name)
+  import inspect
+  for name in inspect.signature(WorldModel.__init__).parameters:
+    if name not in ('self', 'obs_space', 'act_space'):
+      assert f'`{name}`' in text, name

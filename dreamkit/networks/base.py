@@ -97,6 +97,7 @@ class Dynamics(keras.layers.Layer):
   def imagine(self, action, state=None, sample=True):
     """Predicts from `state` under `action` [B, T, A] -> prior [B, T, ...]."""
     action = tf.convert_to_tensor(action)
+    self.build_for(None, action.shape[-1])
     if state is None:
       state = self.initial(tf.shape(action)[0])
     prior = tf.scan(
