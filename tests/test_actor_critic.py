@@ -295,3 +295,18 @@ def test_target_and_losses_on_a_hand_made_trajectory_match_numpy(discrete_setup)
   assert scale == pytest.approx(2e-3)
   expected_loss = -(weight[:H - 1] * (objective + scale * entropy)).mean()
   assert float(actor_loss) == pytest.approx(expected_loss, rel=1e-5)
+
+
+def test_actor_dist_binding_on_the_head_is_respected_or_rejected():
+  import gin
+  from dreamkit.errors import UserError
+  step = tf.Variable(0, dtype=tf.int64)
+  gin.parse_config("actor/heads.MLPHead.dist = 'tanh_normal'")
+  ac = ActorCritic(BOX, step, actor=Head, critic=Head)
+  assert ac.actor_dist == 'tanh_normal'
+  assert ac.actor.head.dist == 'tanh_normal'
+  with pytest.raises(UserError, match='contradicts'):
+    ActorCritic(BOX, step, actor=Head, critic=Head, actor_dist='trunc_normal')
+  gin.clear_config()
+  ac = ActorCritic(BOX, step, actor=Head, critic=Head, actor_dist='tanh_normal')
+  assert ac.actor.head.dist == 'tanh_normal'

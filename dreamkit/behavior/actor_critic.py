@@ -52,9 +52,9 @@ class ActorCritic(keras.layers.Layer):
     critic: head factory called as `critic(shape)` (twice: critic and slow critic);
       it must give a distribution whose `mode()` is the value (e.g. dist 'mse');
       default: the gin-configured `heads.MLPHead` in scope `critic`.
-    actor_dist: the actor's distribution; 'auto' = 'onehot' for Discrete,
-      'trunc_normal' for Box. It is passed to the actor factory, so set it here
-      rather than on the head.
+    actor_dist: the actor's distribution, passed to the actor factory as `dist`.
+      'auto': the binding `actor/heads.MLPHead.dist` if there is one, else 'onehot'
+      for Discrete and 'trunc_normal' for Box.
     objective: an `objectives` instance; None = Reinforce (discrete) or Dynamics.
     actor_ent: entropy bonus weight, a number or schedule string.
     discount: gamma, for the first imagined step and when there is no discount head.
@@ -84,8 +84,13 @@ class ActorCritic(keras.layers.Layer):
     self.step = step
     actor = actor or scoped_head('actor')
     critic = critic or scoped_head('critic')
+    bound = _bound_head_dist('actor')
+    if bound is not None and actor_dist not in ('auto', bound):
+      raise ConfigError(
+          f"ActorCritic.actor_dist = '{actor_dist}' contradicts "
+          f"actor/heads.MLPHead.dist = '{bound}'; set only one of them.")
     if actor_dist == 'auto':
-      actor_dist = 'onehot' if self.discrete else 'trunc_normal'
+      actor_dist = bound or ('onehot' if self.discrete else 'trunc_normal')
     self.actor_dist = actor_dist
     shape = (action_size(act_space),)
     self.actor = actor(shape, dist=actor_dist)
@@ -210,6 +215,13 @@ class ActorCritic(keras.layers.Layer):
     tf.cond(self.updates % self.slow_target_update == 0, move,
             lambda: tf.constant(False))
     self.updates.assign_add(1)
+
+
+def _bound_head_dist(scope):
+  """The value bound to `<scope>/heads.MLPHead.dist` in gin, or None."""
+  from dreamkit.networks import heads  # pylint: disable=unused-import,import-outside-toplevel
+  with gin.config_scope(scope):
+    return gin.get_bindings('dreamkit.heads.MLPHead').get('dist')
 
 
 class _Variables(tf.Module):
