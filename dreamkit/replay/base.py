@@ -11,7 +11,9 @@ class Replay:
 
   A step dict is what the env returned plus the `action` that led to it (zeros on
   `is_first`). `add_step` buffers steps per worker and stores the episode when a
-  step has `is_last`. Chunks mark their first step `is_first`.
+  step has `is_last`. A chunk is filled from sequences of one or more episodes;
+  `is_first` is True at the chunk's first step and wherever a new sequence starts
+  (docs/replay.md). Stores are bound in gin as factories called with `(directory)`.
   """
 
   required_methods = ('add_step', 'add_episode', 'dataset', 'stats')
