@@ -143,11 +143,16 @@ def test_reopening_resumes_and_skips_damaged_files(tmp_path):
   garbage = tmp_path / f'29990102T000000000000-{"a" * 32}-7.h5'
   garbage.write_bytes(b'not hdf5 at all')
   (tmp_path / 'stray.h5.tmp').write_bytes(b'half an episode')
+  future = tmp_path / f'29990103T000000000000-{"b" * 32}-6.h5'
+  hdf5.write_atomic(future, make_episode(9, length=6), 'lzf', 50)
+  with h5py.File(future, 'a') as handle:
+    handle.attrs['format_version'] = hdf5.FORMAT_VERSION + 1
   with pytest.warns(UserWarning) as record:
     reopened = hdf5.HDF5Replay(tmp_path, minlen=1, maxlen=5)
   messages = '\n'.join(str(warning.message) for warning in record)
   assert 'stray.h5.tmp' in messages and truncated.name in messages
   assert garbage.name in messages
+  assert future.name in messages and 'newer' in messages
   assert reopened.stats['episodes'] == 5
   assert not (tmp_path / 'stray.h5.tmp').exists()
   rewards = reopened.sample(8, 5)['reward']

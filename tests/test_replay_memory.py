@@ -2,6 +2,7 @@
 
 import sys
 
+import gin
 import numpy as np
 import pytest
 
@@ -30,6 +31,15 @@ def episode(length, index=0):
 def test_registered_as_a_replay_component():
   assert replay_lib.registry.get('MemoryReplay') is memory.MemoryReplay
   assert replay_lib.registry.get('HDF5Replay') is replay_lib.HDF5Replay
+
+
+def test_gin_binds_store_parameters_and_rejects_misspelled_ones(tmp_path):
+  gin.parse_config('replays.MemoryReplay.capacity = 30\nreplays.MemoryReplay.minlen = 2')
+  factory = replay_lib.registry.configured('MemoryReplay')
+  replay = factory(str(tmp_path))  # Called like the pipeline does: (directory).
+  assert replay._index.capacity == 30 and replay._minlen == 2
+  with pytest.raises(ValueError, match='capcity'):
+    gin.parse_config('replays.HDF5Replay.capcity = 30')
 
 
 def test_steps_of_interleaved_workers_form_separate_episodes():

@@ -130,13 +130,16 @@ class HDF5Replay(base.Replay):
 
   def signature(self):
     """{key: (dtype, step shape)} of the sampled keys, from the oldest episode."""
-    if self._signature is None:
-      keys = self._index.keys()
-      if not keys:
-        raise dataset_lib.empty_error()
-      with h5py.File(self._directory / keys[0], 'r') as handle:
-        self._signature = sampling.signature_of(dict(handle.items()))
-    return self._signature
+    if self._signature is not None:
+      return self._signature
+    for name in self._index.keys():
+      try:
+        with h5py.File(self._directory / name, 'r') as handle:
+          self._signature = sampling.signature_of(dict(handle.items()))
+        return self._signature
+      except OSError:
+        continue  # Evicted meanwhile (or unreadable): the next one tells as well.
+    raise dataset_lib.empty_error()
 
   def sampler(self):
     """A new `ChunkSampler` with its own random stream (one per consumer)."""
@@ -272,6 +275,10 @@ def check_file(path, length):
   """None if `path` opens as an episode of `length` steps, else what is wrong."""
   try:
     with h5py.File(path, 'r') as handle:
+      version = handle.attrs.get('format_version', 0)
+      if version > FORMAT_VERSION:
+        return (f'{path}: format_version {version} is newer than this dreamkit '
+                f'reads ({FORMAT_VERSION}); upgrade dreamkit')
       stored = handle.attrs.get('length')
       if stored != length:
         return f'{path}: length attribute {stored!r}, name says {length}'
