@@ -84,6 +84,15 @@ def test_is_first_resets_state_like_a_fresh_start(model):
   assert not np.allclose(no_reset['deter'][:, 3:], alone['deter'], atol=1e-3)
 
 
+@pytest.mark.parametrize('name', sorted(TINY))
+def test_imagine_on_a_fresh_model_inside_tf_function(name):
+  rssm = make(name)
+  _, action, _ = inputs()
+  prior = tf.function(lambda a: rssm.imagine(a, rssm.initial(B)))(action)
+  assert prior['deter'].shape == (B, T, 16)
+  assert rssm.img_in.built and not rssm.obs_out.built
+
+
 def test_observe_continues_from_a_given_state(model):
   _, rssm = model
   embed, action, _ = inputs(seed=3)

@@ -173,7 +173,13 @@ def test_without_discount_head():
 
 def test_training_lowers_the_loss(mixed):
   wm, batch = mixed
+  wm.compute_loss(wm.preprocess(batch))
+  before = {v.path: v.numpy().copy() for v in wm.trainable_variables}
   state, outputs, metrics = wm.train(batch)
+  # The optimizer updates every part (the wrong module list would leave some alone).
+  unchanged = [v.path for v in wm.trainable_variables
+               if np.array_equal(before[v.path], v.numpy())]
+  assert not unchanged, unchanged
   first = float(metrics['model_loss'])
   assert {'model_loss', 'model_grad_norm', 'model_loss_scale', 'model_skipped',
           'kl_loss', 'image_loss', 'reward_loss', 'discount_loss', 'model_kl',
