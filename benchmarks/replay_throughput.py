@@ -64,7 +64,9 @@ def synthetic_episode(rng, length, actions=18):
 def run_one(args):
   """Fill one store and measure it; prints one JSON line."""
   directory = pathlib.Path(args.store)
-  result = {'fill_steps': int(args.fill), 'rss_start_mb': rss_mb()}
+  result = {
+      'fill_steps': int(args.fill), 'rss_start_mb': rss_mb(),
+      'load_average': os.getloadavg()[0]}
   replay = replay_lib.HDF5Replay(
       directory, capacity=2e6, minlen=50, maxlen=50, prioritize_ends=True,
       cache_steps=args.cache_steps, open_files=args.open_files,
@@ -83,10 +85,12 @@ def run_one(args):
   result['rss_filled_mb'] = rss_mb()
 
   replay.sample(16, 50)  # Warm-up: the first batch opens files.
-  start = time.time()
+  start, cpu = time.time(), time.process_time()
   for _ in range(args.batches):
     replay.sample(16, 50)
   result['sampler_batches_per_s'] = args.batches / (time.time() - start)
+  # CPU time is less disturbed than wall time when other jobs share the cores.
+  result['sampler_cpu_ms'] = (time.process_time() - cpu) / args.batches * 1e3
   result['rss_sampled_mb'] = rss_mb()
 
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -111,15 +115,17 @@ def print_table(results, args):
       ('stored steps', 'fill_steps', '{:,}'), ('episodes', 'episodes', '{}'),
       ('fill s', 'fill_seconds', '{:.0f}'), ('disk MB', 'disk_mb', '{:.0f}'),
       ('sampler batch/s', 'sampler_batches_per_s', '{:.1f}'),
+      ('sampler CPU ms/batch', 'sampler_cpu_ms', '{:.1f}'),
       ('tf.data batch/s', 'tfdata_batches_per_s', '{:.1f}'),
       ('RSS filled MB', 'rss_filled_mb', '{:.0f}'),
       ('RSS sampled MB', 'rss_sampled_mb', '{:.0f}'),
       ('RSS +TF MB', 'rss_tf_imported_mb', '{:.0f}'),
-      ('RSS tf.data MB', 'rss_tfdata_mb', '{:.0f}')]
+      ('RSS tf.data MB', 'rss_tfdata_mb', '{:.0f}'),
+      ('load avg', 'load_average', '{:.1f}')]
   print('| ' + ' | '.join(name for name, _, _ in columns) + ' |')
   print('|' + '---|' * len(columns))
   for result in results:
-    cells = [fmt.format(result[key]) for _, key, fmt in columns]
+    cells = [fmt.format(result.get(key, float('nan'))) for _, key, fmt in columns]
     print('| ' + ' | '.join(cells) + ' |')
 
 

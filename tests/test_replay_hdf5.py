@@ -51,6 +51,17 @@ def stored_indices(directory):
   return indices
 
 
+def open_episode_files():
+  """How many .h5 files this process holds open."""
+  paths = []
+  for descriptor in os.listdir('/proc/self/fd'):
+    try:
+      paths.append(os.readlink(f'/proc/self/fd/{descriptor}'))
+    except OSError:
+      pass  # The descriptor listdir itself used.
+  return len([path for path in paths if path.endswith('.h5')])
+
+
 def test_file_layout_is_plain_hdf5(tmp_path):
   replay = hdf5.HDF5Replay(tmp_path, minlen=1, maxlen=5, chunk_steps=4)
   episode = make_episode(3, length=10)
@@ -102,6 +113,10 @@ def test_chunks_read_from_files_equal_the_stored_steps(tmp_path):
         assert batch['is_first'][row, pos] == (pos == 0 or not continues)
         previous = (index, t)
     assert replay.stats['open_files'] <= 3
+  # Files dropped from the LRU are really closed (no descriptor leak).
+  assert 1 <= open_episode_files() <= 3
+  replay.close()
+  assert open_episode_files() == 0
 
 
 def test_cache_and_files_give_the_same_chunks(tmp_path):
