@@ -127,10 +127,6 @@ class ActorCritic(keras.layers.Layer):
     """The critic whose values form the lambda-return targets."""
     return self.slow_critic if self.slow_critic is not None else self.critic
 
-  def policy(self, feat):
-    """The actor's distribution at `feat` [N, F] (batch shape [N])."""
-    return self.actor(feat)
-
   def train(self, world_model, start, is_terminal, reward_fn):
     """One actor and one critic update on trajectories imagined from `start`."""
     metrics = {}
