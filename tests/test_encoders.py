@@ -93,6 +93,8 @@ def test_errors():
         obs((2,), (16, 16, 3), 5))
   with pytest.raises(ConfigError, match='activation'):
     encoders.DreamerEncoder(act='relux')
+  with pytest.raises(ConfigError, match='regex'):
+    encoders.DreamerEncoder(cnn_keys='image[')
 
 
 @pytest.mark.parametrize('name', encoders.registry.names())

@@ -13,10 +13,18 @@ from dreamkit.registry import Registry
 registry = Registry('encoders', Encoder)
 
 
+def compile_regex(pattern, where):
+  try:
+    return re.compile(pattern)
+  except (re.error, TypeError) as error:
+    raise ConfigError(f'{where} = {pattern!r} is not a valid regex: {error}.') from None
+
+
 def split_keys(keys, cnn_keys, mlp_keys):
   """(image keys, vector keys): a key matching `cnn_keys` is an image, else a vector
   if it matches `mlp_keys`; reserved keys (action, reward, is_*, ...) never match."""
-  cnn_re, mlp_re = re.compile(cnn_keys), re.compile(mlp_keys)
+  cnn_re = compile_regex(cnn_keys, 'cnn_keys')
+  mlp_re = compile_regex(mlp_keys, 'mlp_keys')
   keys = input_keys(keys)
   images = [k for k in keys if cnn_re.match(k)]
   vectors = [k for k in keys if k not in images and mlp_re.match(k)]
@@ -50,8 +58,8 @@ class DreamerEncoder(Encoder):
       self, cnn_keys=r'image', mlp_keys=r'.*', act='elu', norm='none',
       cnn_depth=48, cnn_kernels=(4, 4, 4, 4), mlp_layers=4, mlp_units=400):
     super().__init__()
-    self.cnn_keys = cnn_keys
-    self.mlp_keys = mlp_keys
+    self.cnn_keys = compile_regex(cnn_keys, 'DreamerEncoder.cnn_keys').pattern
+    self.mlp_keys = compile_regex(mlp_keys, 'DreamerEncoder.mlp_keys').pattern
     self.act = nets.get_act(act, 'DreamerEncoder')
     self.cnn_kernels = tuple(cnn_kernels)
     self.convs = [
