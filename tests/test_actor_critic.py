@@ -310,3 +310,16 @@ def test_actor_dist_binding_on_the_head_is_respected_or_rejected():
   gin.clear_config()
   ac = ActorCritic(BOX, step, actor=Head, critic=Head, actor_dist='tanh_normal')
   assert ac.actor.head.dist == 'tanh_normal'
+
+
+def test_objective_is_bound_as_an_instance_in_gin():
+  import gin
+  gin.parse_config("""
+ActorCritic.objective = @objectives.Both(mix='linear(0.1,0,100)')
+ActorCritic.actor_ent = 'warmup(10,1e-3)'
+""")
+  step = tf.Variable(5, dtype=tf.int64)
+  ac = gin.get_configurable(ActorCritic)(BOX, step, actor=Head, critic=Head)
+  assert isinstance(ac.objective, objectives.Both)
+  assert float(ac.objective.mix(step)) == pytest.approx(0.095)
+  assert float(ac.actor_ent(step)) == pytest.approx(5e-4)
