@@ -24,7 +24,7 @@ setup(
         'tf_keras==2.21.*',
         'keras>=3.10,<4',
         'gin-config==0.5.0',
-        'gymnasium>=1.0,<2',
+        'gymnasium[classic-control]>=1.0,<2',  # pygame: pixels of classic-control envs
         'ale-py==0.12.*',
         'dm_control>=1.0,<1.1',
         'mujoco>=3,<4',
@@ -34,10 +34,12 @@ setup(
         'psutil>=5.9',
         'imageio>=2.30',
         'pillow>=10',
+        'tensorboard>=2.21,<2.22',  # to view runs; writing needs only TensorFlow
+        'matplotlib>=3.8',  # `dreamkit plot`
+        'pandas>=2',
     ],
     extras_require={
         'test': ['pytest>=8', 'pytest-timeout>=2.3', 'pandas>=2'],
-        'plot': ['matplotlib>=3.8', 'pandas>=2'],
     },
     entry_points={'console_scripts': ['dreamkit=dreamkit.cli:main']},
 )

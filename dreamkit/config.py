@@ -49,8 +49,7 @@ def load(files, bindings=(), plugins=(), finalize=True):
         f"No such pipeline file: {', '.join(missing)}. Pass the path of a .gin "
         'file, e.g. pipelines/atari_dreamerv2.gin.')
   for file in files:
-    # `include 'other.gin'` resolves next to the including file too.
-    gin.add_config_file_search_path(str(Path(file).resolve().parent))
+    _add_include_dirs(Path(file))
     _parse(lambda file=file: gin.parse_config_file(str(file)), where=f'file {file}')
   for binding in bindings:
     _parse(lambda binding=binding: gin.parse_config(binding),
@@ -65,6 +64,23 @@ class _QuietIncludeSearch(logging.Filter):
 
   def filter(self, record):
     return not record.getMessage().startswith('Path not found:')
+
+
+_INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""", re.MULTILINE)
+
+
+def _add_include_dirs(file, seen=None):
+  """Lets `include 'x.gin'` resolve next to the including file, at any depth."""
+  seen = set() if seen is None else seen
+  file = file.resolve()
+  if file in seen or not file.is_file():
+    return
+  seen.add(file)
+  directory = str(file.parent)
+  if directory not in gin.config._LOCATION_PREFIXES:  # pylint: disable=protected-access
+    gin.add_config_file_search_path(directory)
+  for include in _INCLUDE.findall(file.read_text()):
+    _add_include_dirs(file.parent / include, seen)
 
 
 def _parse(parse_fn, where):
@@ -104,7 +120,7 @@ def explain(error, where=''):
   match = re.search(r"Configurable '([\w.]+)' doesn't have a parameter named '(\w+)'", text)
   if match:
     return _unknown_parameter(match.group(1), match.group(2), location)
-  match = re.search(r'Unable to open file: (\S+?)\.', text)
+  match = re.search(r'Unable to open file: (.+?)\. Searched', text)
   if match:
     return f'Cannot open {match.group(1)} (included from {location}): check the path.'
   match = re.search(r'Required bindings for `([\w.]+)` not provided in config: \[(.*?)\]', text)

@@ -238,15 +238,23 @@ class Pipeline:
       self.step.assign_add(1)
 
   def _log_train_episode(self, episode, worker):
+    """A row per finished training episode, as the reference logs them."""
     del worker
     self.episodes.assign_add(1)
-    self.metrics['train_return'].append(float(np.sum(episode['reward'])))
-    self.metrics['train_length'].append(len(episode['reward']) - 1)
+    step = int(self.step)
+    row = {'train_return': float(np.sum(episode['reward'])),
+           'train_length': len(episode['reward']) - 1,
+           'frames': step * self.action_repeat, 'episodes': int(self.episodes),
+           'steps_budget': self.steps}
+    for output in self.outputs:
+      output.write(step, row)
 
   def _write_row(self, step):
     now = time.time()
     elapsed = max(now - self.clock['time'], 1e-9)
     row = {key: float(np.mean(values)) for key, values in self.metrics.items() if values}
+    if not row:
+      return  # Nothing trained since the last row.
     row.update(
         frames=step * self.action_repeat,
         fps=(step - self.clock['step']) / elapsed,
