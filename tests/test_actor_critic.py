@@ -315,7 +315,8 @@ def test_actor_dist_binding_on_the_head_is_respected_or_rejected():
 def test_objective_is_bound_as_an_instance_in_gin():
   import gin
   gin.parse_config("""
-ActorCritic.objective = @objectives.Both(mix='linear(0.1,0,100)')
+ActorCritic.objective = @objectives.Both()
+objectives.Both.mix = 'linear(0.1,0,100)'
 ActorCritic.actor_ent = 'warmup(10,1e-3)'
 """)
   step = tf.Variable(5, dtype=tf.int64)

@@ -4,7 +4,8 @@ An objective turns an imagined trajectory and its lambda-returns into the actor 
 Bind one as an instance:
 
     ActorCritic.objective = @objectives.Reinforce()
-    ActorCritic.objective = @objectives.Both(mix='linear(0.1,0,2.5e6)')
+    ActorCritic.objective = @objectives.Both()
+    objectives.Both.mix = 'linear(0.1,0,2.5e6)'   # gin references take no arguments
 
 Leaving `ActorCritic.objective` unset picks `Reinforce` for discrete and `Dynamics` for
 continuous action spaces, as the reference's `actor_grad: auto`. The same registry holds
