@@ -97,10 +97,11 @@ def run_one(args):
   result['rss_tf_imported_mb'] = rss_mb()
   iterator = iter(replay.dataset(16, 50))
   next(iterator)
-  start = time.time()
+  start, cpu = time.time(), time.process_time()
   for _ in range(args.batches):
     batch = next(iterator)
   result['tfdata_batches_per_s'] = args.batches / (time.time() - start)
+  result['tfdata_cpu_ms'] = (time.process_time() - cpu) / args.batches * 1e3
   assert batch['image'].dtype == tf.uint8 and batch['image'].shape == (16, 50, 64, 64, 1)
   result['rss_tfdata_mb'] = rss_mb()
   replay.close()
@@ -117,6 +118,7 @@ def print_table(results, args):
       ('sampler batch/s', 'sampler_batches_per_s', '{:.1f}'),
       ('sampler CPU ms/batch', 'sampler_cpu_ms', '{:.1f}'),
       ('tf.data batch/s', 'tfdata_batches_per_s', '{:.1f}'),
+      ('tf.data CPU ms/batch', 'tfdata_cpu_ms', '{:.1f}'),
       ('RSS filled MB', 'rss_filled_mb', '{:.0f}'),
       ('RSS sampled MB', 'rss_sampled_mb', '{:.0f}'),
       ('RSS +TF MB', 'rss_tf_imported_mb', '{:.0f}'),
