@@ -1,7 +1,7 @@
 """Replay throughput and memory: fill a store, sample 16x50 batches, watch RSS.
 
     python benchmarks/replay_throughput.py                  # fills of 1e5 and 1e6 steps
-    python benchmarks/replay_throughput.py --steps 2e5 --small-steps 2e4,5e4 --batches 100
+    python benchmarks/replay_throughput.py --steps 2e5 --small-steps 2e4,5e4
 
 Each fill runs in its own process (so resident memory is not inherited from the
 previous fill): it writes synthetic Atari-like episodes (64x64x1 uint8 frames: a
@@ -102,7 +102,8 @@ def run_one(args):
     batch = next(iterator)
   result['tfdata_batches_per_s'] = args.batches / (time.time() - start)
   result['tfdata_cpu_ms'] = (time.process_time() - cpu) / args.batches * 1e3
-  assert batch['image'].dtype == tf.uint8 and batch['image'].shape == (16, 50, 64, 64, 1)
+  assert batch['image'].dtype == tf.uint8
+  assert batch['image'].shape == (16, 50, 64, 64, 1)
   result['rss_tfdata_mb'] = rss_mb()
   replay.close()
   print(json.dumps(result), flush=True)
@@ -141,7 +142,8 @@ def main():
   parser.add_argument('--chunk-steps', type=int, default=50)
   parser.add_argument('--cache-steps', type=int, default=10000)
   parser.add_argument('--open-files', type=int, default=32)
-  parser.add_argument('--directory', default=None, help='parent of the temporary store directories')
+  parser.add_argument(
+      '--directory', default=None, help='parent of the temporary stores')
   parser.add_argument('--fill', type=float, default=None, help=argparse.SUPPRESS)
   parser.add_argument('--store', default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()

@@ -34,7 +34,8 @@ def test_registered_as_a_replay_component():
 
 
 def test_gin_binds_store_parameters_and_rejects_misspelled_ones(tmp_path):
-  gin.parse_config('replays.MemoryReplay.capacity = 30\nreplays.MemoryReplay.minlen = 2')
+  gin.parse_config(
+      'replays.MemoryReplay.capacity = 30\nreplays.MemoryReplay.minlen = 2')
   factory = replay_lib.registry.configured('MemoryReplay')
   replay = factory(str(tmp_path))  # Called like the pipeline does: (directory).
   assert replay._index.capacity == 30 and replay._minlen == 2

@@ -145,9 +145,6 @@ class EpisodeIndex:
     with self.lock:
       return self._keys[self._head:]
 
-  def length(self, key):
-    return self._lengths[key]
-
   def add(self, key, length):
     """Store `key` as the newest episode; returns the keys it evicted, oldest first."""
     with self.lock:
