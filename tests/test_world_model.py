@@ -204,6 +204,9 @@ def test_video_pred(mixed):
   np.testing.assert_allclose(video[:, :, :16], batch['image'][:6] / 255, atol=1e-6)
   with pytest.raises(ConfigError, match='image key'):
     wm.video_pred(batch, 'vector')
+  # Chunks no longer than the observed context are reconstructions only.
+  short = make_batch(spaces, batch=2, length=3, seed=2)
+  assert wm.video_pred(short, 'image').shape == (2, 3, 3 * 16, 16, 3)
 
 
 GIN = """
