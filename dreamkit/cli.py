@@ -7,6 +7,7 @@ print one message and exit with code 2; `--debug` shows the traceback instead.
 import functools
 import inspect
 import os
+import re
 import sys
 
 import click
@@ -28,7 +29,7 @@ def _handle_errors(fn):
     except UserError as e:
       if debug:
         raise
-      click.echo(f'Error: {e}', err=True)
+      click.echo(f'Error: {one_line(e)}', err=True)
       sys.exit(USER_ERROR_EXIT)
     except RuntimeError as e:
       if 'Required bindings for' not in str(e) or debug:
@@ -38,6 +39,17 @@ def _handle_errors(fn):
       sys.exit(USER_ERROR_EXIT)
 
   return wrapper
+
+
+def one_line(error):
+  """The message on one line; gin's "In call to configurable 'X'" notes become a path."""
+  lines = str(error).splitlines()
+  calls = re.findall(r"In call to configurable '([\w.]+)'", str(error))
+  message = ' '.join(
+      line.strip() for line in lines if not line.strip().startswith('In call to'))
+  if calls:
+    message += f" (building {' <- '.join(calls)})"
+  return message
 
 
 _PIPELINES = click.argument(
