@@ -38,6 +38,7 @@ class MemoryReplay(base.Replay):
     self._index = sampling.EpisodeIndex(capacity, self._minlen, ongoing)
     self._episodes = {}
     self._counter = itertools.count()
+    self._signature = None
     self._seeds = np.random.SeedSequence(seed)
     self._sampler = self.sampler()
 
@@ -60,10 +61,14 @@ class MemoryReplay(base.Replay):
 
   def signature(self):
     """{key: (dtype, step shape)} of the sampled keys, from the oldest episode."""
-    with self._index.lock:
-      for key in self._index.keys():
-        return sampling.signature_of(self._episodes[key])
-    raise dataset_lib.empty_error()
+    if self._signature is None:
+      with self._index.lock:
+        for key in self._index.keys():
+          self._signature = sampling.signature_of(self._episodes[key])
+          break
+        else:
+          raise dataset_lib.empty_error()
+    return self._signature
 
   def sampler(self):
     """A new `ChunkSampler` with its own random stream (one per consumer)."""
