@@ -159,7 +159,7 @@ class Pipeline:
     self.train_state = None
     self._train_once()  # Builds every variable before restoring or pretraining.
     self.checkpoint = checkpoint_lib.Checkpoint(
-        self.logdir / 'checkpoints', self.rng, agent=self.agent, step=self.step,
+        self.logdir / 'checkpoints', self.rng, self.agent, step=self.step,
         updates=self.updates, episodes=self.episodes)
     if self.checkpoint.restore():
       print(f'Resumed from {self.checkpoint.latest} at step {int(self.step)}.')
