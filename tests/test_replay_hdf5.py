@@ -78,7 +78,7 @@ def test_file_layout_is_plain_hdf5(tmp_path):
       assert handle[key].dtype == value.dtype
       np.testing.assert_array_equal(handle[key][()], value)
     assert handle['image'].chunks == (4, 6, 6, 1)
-    assert handle['image'].compression == 'lzf'
+    assert handle['image'].compression == 'gzip'  # the default
     assert handle['reward'].chunks is None
   gzip = hdf5.HDF5Replay(tmp_path / 'gzip', minlen=1, maxlen=5, compression='gzip')
   gzip.add_episode(episode)

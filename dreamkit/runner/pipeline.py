@@ -140,6 +140,7 @@ class Pipeline:
     self.driver.on_step(self._count_step)
     self.driver.on_episode(self._log_train_episode)
     self.clock = {'time': time.time(), 'step': 0, 'updates': 0}
+    self.start_time = time.time()
 
   def _make_envs(self, num, seed):
     if self.parallel:
@@ -260,7 +261,8 @@ class Pipeline:
         fps=(step - self.clock['step']) / elapsed,
         train_fps=(int(self.updates) - self.clock['updates']) / elapsed,
         train_steps=int(self.updates), episodes=int(self.episodes),
-        replay_steps=int(self.replay.stats['steps']), steps_budget=self.steps)
+        replay_steps=int(self.replay.stats['steps']), steps_budget=self.steps,
+        wall_time=now - self.start_time)
     self.clock = {'time': now, 'step': step, 'updates': int(self.updates)}
     self.metrics.clear()
     for output in self.outputs:
@@ -279,7 +281,8 @@ class Pipeline:
         returns.append(float(np.sum(ep['reward']))), lengths.append(len(ep['reward']) - 1)))
     policy = lambda obs, state: self.agent.policy(obs, state, mode='eval')
     driver(policy, episodes=self.eval_eps)
-    row = {'eval_return': float(np.mean(returns)), 'eval_length': float(np.mean(lengths))}
+    row = {'eval_return': float(np.mean(returns)), 'eval_length': float(np.mean(lengths)),
+           'wall_time': time.time() - self.start_time}
     for output in self.outputs:
       output.write(int(self.step), row)
     if self.video_every == 0:

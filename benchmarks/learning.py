@@ -1,0 +1,117 @@
+"""Learning benchmark: does DreamerV2 learn CartPole and Pendulum on this CPU?
+
+    python benchmarks/learning.py                      # both tasks, one after the other
+    python benchmarks/learning.py --tasks cartpole --root /tmp/learning
+
+Runs `dreamkit run pipelines/<task>_dreamerv2.gin` for each task (30,000 env steps),
+then prints a table (steps and wall-clock time until the mean eval return first
+reaches the target, final eval return, total time) and writes a PNG of eval return
+against env steps. Targets: CartPole-v1 >= 450, Pendulum-v1 >= -300, each within
+30,000 env steps and 30 minutes.
+"""
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS = {
+    # name: (pipeline, target mean eval return)
+    'cartpole': ('pipelines/cartpole_dreamerv2.gin', 450.0),
+    'pendulum': ('pipelines/pendulum_dreamerv2.gin', -300.0),
+}
+STEP_BUDGET = 30000
+TIME_BUDGET = 30 * 60
+
+
+def run(task, root, extra):
+  pipeline, _ = TASKS[task]
+  logdir = root / task
+  command = [sys.executable, '-m', 'dreamkit.cli', 'run', str(REPO / pipeline),
+             '--logdir', str(logdir), '--steps', str(STEP_BUDGET), *extra]
+  start = time.time()
+  with open(root / f'{task}.log', 'w') as log:
+    result = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+  if result.returncode != 0:
+    raise SystemExit(f'{task} failed (exit {result.returncode}); see {root}/{task}.log')
+  return logdir, time.time() - start
+
+
+def summarize(task, logdir, seconds):
+  _, target = TASKS[task]
+  rows = pd.read_json(logdir / 'metrics.jsonl', lines=True)
+  evals = rows.dropna(subset=['eval_return'])
+  reached = evals[evals['eval_return'] >= target]
+  first = reached.iloc[0] if len(reached) else None
+  return {
+      'task': task, 'target': target,
+      'steps_to_target': int(first['step']) if first is not None else None,
+      'minutes_to_target': round(first['wall_time'] / 60, 1) if first is not None else None,
+      'best_eval': round(float(evals['eval_return'].max()), 1),
+      'final_eval': round(float(evals['eval_return'].iloc[-1]), 1),
+      'total_minutes': round(seconds / 60, 1),
+      'passed': bool(first is not None and first['step'] <= STEP_BUDGET
+                     and first['wall_time'] <= TIME_BUDGET),
+  }, evals
+
+
+def plot(curves, path):
+  import matplotlib
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt
+  fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), squeeze=False)
+  for ax, (task, evals) in zip(axes[0], curves.items()):
+    ax.plot(evals['step'], evals['eval_return'], marker='o', markersize=3, label='dreamkit')
+    ax.axhline(TASKS[task][1], color='gray', linestyle='--', label='target')
+    ax.set_title(f'{task} (mean eval return)')
+    ax.set_xlabel('env steps')
+    ax.set_xlim(0, STEP_BUDGET)
+    ax.grid(alpha=0.3)
+    ax.legend(loc='lower right')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
+  parser.add_argument('--root', default='benchmarks/results/learning', type=Path)
+  parser.add_argument('--summarize-only', action='store_true',
+                      help='Read finished runs under --root instead of running.')
+  parser.add_argument('-b', dest='bindings', action='append', default=[],
+                      help='Extra gin binding for every run.')
+  args = parser.parse_args()
+  args.root.mkdir(parents=True, exist_ok=True)
+  extra = [item for binding in args.bindings for item in ('-b', binding)]
+  results, curves = [], {}
+  for task in args.tasks:
+    if args.summarize_only:
+      logdir = args.root / task
+      rows = pd.read_json(logdir / 'metrics.jsonl', lines=True)
+      seconds = float(rows['wall_time'].max())
+    else:
+      logdir, seconds = run(task, args.root, extra)
+    summary, evals = summarize(task, logdir, seconds)
+    results.append(summary)
+    curves[task] = evals
+  table = pd.DataFrame(results)
+  print(table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False))
+  path = args.root / 'learning_curves.png'
+  plot(curves, path)
+  print(f'curves: {path}')
+
+
+def _has_tabulate():
+  try:
+    import tabulate  # noqa: F401
+    return True
+  except ImportError:
+    return False
+
+
+if __name__ == '__main__':
+  main()
