@@ -121,8 +121,10 @@ def config_command(pipelines, bindings, plugins, task, steps):
 @cli.command()
 @click.argument('kind', required=False)
 @_PLUGINS
+@click.option('--markdown', is_flag=True,
+              help='Print the reference page docs/components.md is generated from.')
 @_handle_errors
-def components(kind, plugins):
+def components(kind, plugins, markdown):
   """List registered components of KIND (all kinds by default)."""
   from dreamkit import plugins as plugins_lib
   from dreamkit import registry
@@ -130,6 +132,9 @@ def components(kind, plugins):
   plugins_lib.load_entry_points()
   registries = registry.load_builtins()
   kinds = [kind] if kind else list(registries)
+  if markdown:
+    click.echo(registry.markdown(kinds), nl=False)
+    return
   for name in kinds:
     reg = registry.get_registry(name)
     click.echo(f'{name}:')

@@ -64,6 +64,9 @@ class Pipeline:
       `eval_eps` episodes (0 disables evaluation).
     log_every: agent steps between metrics rows.
     video_every: agent steps between open-loop prediction videos (0: never).
+    expl_until: collect with the agent's exploration behaviour (`Agent.expl_behavior`,
+      policy mode 'explore') until this agent step, then with the task actor; 0: for
+      the whole run, as the reference does. With `Greedy` both are the task actor.
     checkpoint_every: agent steps between checkpoints (also saved at exit).
     batch_size / batch_length: training chunks [B, T].
     precision: 32, 16 (mixed float16; bfloat16 on a CPU) or 'bf16'.
@@ -76,7 +79,7 @@ class Pipeline:
       envs=1, eval_envs=1, parallel=False, replay=HDF5Replay,
       outputs=(Terminal, JSONL, TensorBoard), prefill=10000, pretrain=1,
       train_every=5, train_steps=1, eval_every=int(1e5), eval_eps=1,
-      log_every=int(1e4), video_every=0, checkpoint_every=int(1e4),
+      log_every=int(1e4), video_every=0, expl_until=0, checkpoint_every=int(1e4),
       batch_size=16, batch_length=50, precision=16, eager=False, seed=0):
     self.task = task
     self.logdir = Path(logdir) if logdir else _fresh_logdir(task)
@@ -90,6 +93,7 @@ class Pipeline:
     self.train_every, self.train_steps = int(train_every), int(train_steps)
     self.eval_every, self.eval_eps = int(eval_every), int(eval_eps)
     self.log_every, self.video_every = int(log_every), int(video_every)
+    self.expl_until = int(expl_until)
     self.checkpoint_every = int(checkpoint_every)
     self.batch_size, self.batch_length = int(batch_size), int(batch_length)
     self.precision, self.eager, self.seed = precision, bool(eager), int(seed)
@@ -174,7 +178,10 @@ class Pipeline:
     should_eval = Every(self.eval_every, int(self.step)) if self.eval_eps else None
     should_video = Every(self.video_every, int(self.step)) if self.video_every else None
     should_save = Every(self.checkpoint_every, int(self.step))
-    policy = lambda obs, state: self.agent.policy(obs, state, mode='train')
+
+    def policy(obs, state):
+      explore = not self.expl_until or int(self.step) < self.expl_until
+      return self.agent.policy(obs, state, mode='explore' if explore else 'train')
 
     def train_and_log(transition, worker):
       del worker
