@@ -31,10 +31,10 @@ import numpy as np
 
 import dreamkit
 from dreamkit.errors import UserError
-from dreamkit.replay import base
 from dreamkit.replay import dataset as dataset_lib
 from dreamkit.replay import registry
 from dreamkit.replay import sampling
+from dreamkit.replay.store import IndexedReplay
 
 FORMAT_VERSION = 1
 SUFFIX = '.h5'
@@ -43,7 +43,7 @@ COMPRESSIONS = ('lzf', 'gzip', 'none')
 
 
 @registry.register
-class HDF5Replay(base.Replay):
+class HDF5Replay(IndexedReplay):
   """Episodes as HDF5 files in `directory`; the default store.
 
   Reopening a directory resumes with every complete episode (the newest ones up to
@@ -68,7 +68,7 @@ class HDF5Replay(base.Replay):
       self, directory, capacity=2e6, minlen=50, maxlen=50, prioritize_ends=True,
       ongoing=False, cache_steps=10000, open_files=32, compression='gzip',
       chunk_steps=50, seed=None):
-    sampling.check_sampling_options(minlen, maxlen)
+    self._setup_index(capacity, minlen, maxlen, prioritize_ends, ongoing, seed)
     if compression not in COMPRESSIONS:
       raise UserError(
           f'HDF5Replay.compression must be one of {COMPRESSIONS}, got '
@@ -79,23 +79,17 @@ class HDF5Replay(base.Replay):
           f'{chunk_steps!r} and {open_files!r}.')
     self._directory = pathlib.Path(directory).expanduser()
     self._directory.mkdir(parents=True, exist_ok=True)
-    self._minlen = int(minlen)
-    self._maxlen = int(maxlen or 0)
-    self._prioritize_ends = bool(prioritize_ends)
     self._cache_steps = int(cache_steps or 0)
     self._open_files = int(open_files)
     self._compression = compression
     self._chunk_steps = int(chunk_steps)
-    self._index = sampling.EpisodeIndex(capacity, self._minlen, ongoing)
     self._cache = collections.OrderedDict()  # name -> episode, oldest first.
     self._cached_steps = 0
     # Guards the open files: a read and the eviction that deletes the file never
     # overlap. Lock order: self._files_lock, then self._index.lock.
     self._files_lock = threading.Lock()
     self._files = collections.OrderedDict()  # name -> _OpenFile, LRU last.
-    self._signature = None
     self._last_stamp = 0
-    self._seeds = np.random.SeedSequence(seed)
     self._load()
     self._sampler = self.sampler()
 
@@ -103,17 +97,7 @@ class HDF5Replay(base.Replay):
   def directory(self):
     return self._directory
 
-  def add_step(self, step, worker=0):
-    episode = self._index.add_step(step, worker)
-    if episode is not None:
-      self.add_episode(episode)
-
-  def add_episode(self, episode):
-    episode = {key: sampling.convert(value) for key, value in episode.items()}
-    length = sampling.episode_length(episode)
-    if length < self._minlen:
-      logging.info('Replay: skipping an episode of %d < minlen steps.', length)
-      return
+  def _store(self, episode, length):
     name = self._new_name(length)
     write_atomic(
         self._directory / name, episode, self._compression, self._chunk_steps)
@@ -141,30 +125,8 @@ class HDF5Replay(base.Replay):
         continue  # Evicted meanwhile (or unreadable): the next one tells as well.
     raise dataset_lib.empty_error()
 
-  def sampler(self):
-    """A new `ChunkSampler` with its own random stream (one per consumer)."""
-    rng = np.random.default_rng(self._seeds.spawn(1)[0])
-    return sampling.ChunkSampler(
-        self._index, self._read, self._minlen, self._maxlen,
-        self._prioritize_ends, rng)
-
-  def sample(self, batch, length):
-    return self._sampler.sample(batch, length, self.signature())
-
-  def dataset(self, batch, length):
-    return dataset_lib.make_dataset(self, batch, length)
-
-  @property
-  def stats(self):
-    with self._index.lock:
-      return {
-          'steps': self._index.steps,
-          'episodes': self._index.episodes,
-          'total_steps': self._index.total_steps,
-          'total_episodes': self._index.total_episodes,
-          'cached_steps': self._cached_steps,
-          'open_files': len(self._files),
-      }
+  def _extra_stats(self):
+    return {'cached_steps': self._cached_steps, 'open_files': len(self._files)}
 
   def close(self):
     with self._files_lock:

@@ -1,18 +1,15 @@
 """Replay store that keeps episodes in RAM (tests, debugging, small runs)."""
 
 import itertools
-import logging
 
-import numpy as np
-
-from dreamkit.replay import base
 from dreamkit.replay import dataset as dataset_lib
 from dreamkit.replay import registry
 from dreamkit.replay import sampling
+from dreamkit.replay.store import IndexedReplay
 
 
 @registry.register
-class MemoryReplay(base.Replay):
+class MemoryReplay(IndexedReplay):
   """Episodes held in RAM; same interface and sampling as `HDF5Replay`.
 
   Nothing is written to disk, so a restarted run starts empty.
@@ -31,28 +28,12 @@ class MemoryReplay(base.Replay):
       self, directory=None, capacity=2e6, minlen=50, maxlen=50,
       prioritize_ends=True, ongoing=False, seed=None):
     del directory
-    sampling.check_sampling_options(minlen, maxlen)
-    self._minlen = int(minlen)
-    self._maxlen = int(maxlen or 0)
-    self._prioritize_ends = bool(prioritize_ends)
-    self._index = sampling.EpisodeIndex(capacity, self._minlen, ongoing)
+    self._setup_index(capacity, minlen, maxlen, prioritize_ends, ongoing, seed)
     self._episodes = {}
     self._counter = itertools.count()
-    self._signature = None
-    self._seeds = np.random.SeedSequence(seed)
     self._sampler = self.sampler()
 
-  def add_step(self, step, worker=0):
-    episode = self._index.add_step(step, worker)
-    if episode is not None:
-      self.add_episode(episode)
-
-  def add_episode(self, episode):
-    episode = {key: sampling.convert(value) for key, value in episode.items()}
-    length = sampling.episode_length(episode)
-    if length < self._minlen:
-      logging.info('Replay: skipping an episode of %d < minlen steps.', length)
-      return
+  def _store(self, episode, length):
     key = next(self._counter)
     with self._index.lock:
       self._episodes[key] = episode
@@ -69,29 +50,6 @@ class MemoryReplay(base.Replay):
         else:
           raise dataset_lib.empty_error()
     return self._signature
-
-  def sampler(self):
-    """A new `ChunkSampler` with its own random stream (one per consumer)."""
-    rng = np.random.default_rng(self._seeds.spawn(1)[0])
-    return sampling.ChunkSampler(
-        self._index, self._read, self._minlen, self._maxlen,
-        self._prioritize_ends, rng)
-
-  def sample(self, batch, length):
-    return self._sampler.sample(batch, length, self.signature())
-
-  def dataset(self, batch, length):
-    return dataset_lib.make_dataset(self, batch, length)
-
-  @property
-  def stats(self):
-    with self._index.lock:
-      return {
-          'steps': self._index.steps,
-          'episodes': self._index.episodes,
-          'total_steps': self._index.total_steps,
-          'total_episodes': self._index.total_episodes,
-      }
 
   def _read(self, key, start, stop, out, row, pos):
     episode = self._episodes.get(key)

@@ -1,0 +1,74 @@
+"""What every episode store shares: the episode index, chunk sampling and tf.data.
+
+A store calls `_setup_index(...)` in its constructor and implements three things:
+`_store(key, episode, length)` (keep a finished episode), `signature()` and
+`_read(key, start, length)` (the sampler's way into the stored steps). Adding steps,
+the minlen rule, sampling, the tf.data pipeline and the basic stats live here once.
+"""
+
+import logging
+
+import numpy as np
+
+from dreamkit.replay import base
+from dreamkit.replay import dataset as dataset_lib
+from dreamkit.replay import sampling
+
+
+class IndexedReplay(base.Replay):
+  """A replay store built on `sampling.EpisodeIndex` and `sampling.ChunkSampler`."""
+
+  def _setup_index(self, capacity, minlen, maxlen, prioritize_ends, ongoing, seed):
+    sampling.check_sampling_options(minlen, maxlen)
+    self._minlen = int(minlen)
+    self._maxlen = int(maxlen or 0)
+    self._prioritize_ends = bool(prioritize_ends)
+    self._index = sampling.EpisodeIndex(capacity, self._minlen, ongoing)
+    self._seeds = np.random.SeedSequence(seed)
+    self._signature = None
+
+  def add_step(self, step, worker=0):
+    episode = self._index.add_step(step, worker)
+    if episode is not None:
+      self.add_episode(episode)
+
+  def add_episode(self, episode):
+    episode = {key: sampling.convert(value) for key, value in episode.items()}
+    length = sampling.episode_length(episode)
+    if length < self._minlen:
+      logging.info('Replay: skipping an episode of %d < minlen steps.', length)
+      return
+    self._store(episode, length)
+
+  def _store(self, episode, length):
+    """Keep a converted episode of `length` >= minlen steps and index it."""
+    raise NotImplementedError
+
+  def sampler(self):
+    """A new `ChunkSampler` with its own random stream (one per consumer)."""
+    rng = np.random.default_rng(self._seeds.spawn(1)[0])
+    return sampling.ChunkSampler(
+        self._index, self._read, self._minlen, self._maxlen,
+        self._prioritize_ends, rng)
+
+  def sample(self, batch, length):
+    """A NumPy batch {key: [batch, length, ...]} (the sampler set up by the store)."""
+    return self._sampler.sample(batch, length, self.signature())
+
+  def dataset(self, batch, length):
+    return dataset_lib.make_dataset(self, batch, length)
+
+  @property
+  def stats(self):
+    with self._index.lock:
+      return {
+          'steps': self._index.steps,
+          'episodes': self._index.episodes,
+          'total_steps': self._index.total_steps,
+          'total_episodes': self._index.total_episodes,
+          **self._extra_stats(),
+      }
+
+  def _extra_stats(self):
+    """Store-specific counters added to `stats` (called under the index lock)."""
+    return {}
