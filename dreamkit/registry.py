@@ -72,6 +72,11 @@ class Entry:
   def gin_name(self):
     return f'{self.kind}.{self.name}'
 
+  @property
+  def builtin(self):
+    """True for components shipped in the dreamkit package (not plugins)."""
+    return self.cls.__module__.startswith('dreamkit.')
+
 
 class Registry:
   """Named components of one kind, each also registered with gin.
@@ -137,11 +142,12 @@ class Registry:
     self.get(name)
     return gin.get_configurable(f'dreamkit.{self.kind}.{name}')
 
-  def entries(self):
-    return [self._entries[name] for name in sorted(self._entries)]
+  def entries(self, builtin_only=False):
+    entries = [self._entries[name] for name in sorted(self._entries)]
+    return [e for e in entries if e.builtin] if builtin_only else entries
 
-  def names(self):
-    return sorted(self._entries)
+  def names(self, builtin_only=False):
+    return [entry.name for entry in self.entries(builtin_only)]
 
   def __contains__(self, name):
     return name in self._entries

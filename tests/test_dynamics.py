@@ -40,7 +40,7 @@ def model(request):
 
 
 def test_every_registered_dynamics_has_tiny_settings():
-  assert dynamics.registry.names() == sorted(TINY)
+  assert dynamics.registry.names(builtin_only=True) == sorted(TINY)
 
 
 def test_observe_imagine_shapes(model):

@@ -126,7 +126,7 @@ def test_importing_envs_does_not_import_tensorflow():
 def test_docs_list_every_env_option():
   from pathlib import Path
   docs = (Path(__file__).parent.parent / 'docs' / 'envs.md').read_text()
-  for entry in envs.registry.entries():
+  for entry in envs.registry.entries(builtin_only=True):
     section = docs.split(f'(`envs.{entry.name}`)', 1)
     assert len(section) == 2, f'docs/envs.md has no section for envs.{entry.name}'
     options = section[1].split('\n\n', 2)[1]
