@@ -65,14 +65,16 @@ def test_pixel_env_trains_through_the_cli(tmp_path):
   assert 'unused' not in result.stdout.lower()
 
 
-def test_vector_env_trains_through_the_cli(tmp_path):
+def test_vector_env_trains_through_the_cli_with_parallel_envs(tmp_path):
   logdir = tmp_path / 'cartpole'
   result = dreamkit(
       'run', PIPELINES / 'cartpole_dreamerv2.gin', PIPELINES / 'debug.gin',
       '--steps', 400, '--logdir', logdir, '-b', 'Pipeline.eager = False',
-      '-b', 'Pipeline.train_every = 5', '-b', 'Pipeline.log_every = 100')
+      '-b', 'Pipeline.train_every = 5', '-b', 'Pipeline.log_every = 100',
+      '-b', 'Pipeline.envs = 2', '-b', 'Pipeline.parallel = True')
   assert result.returncode == 0, result.stderr[-3000:]
-  check_run(logdir, {'vector_loss'})
+  rows = check_run(logdir, {'vector_loss'})
+  assert rows['step'].max() == 400
 
 
 def checkpoint_step(logdir):

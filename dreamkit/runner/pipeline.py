@@ -292,9 +292,6 @@ class Pipeline:
            'wall_time': time.time() - self.start_time}
     for output in self.outputs:
       output.write(int(self.step), row)
-    if self.video_every == 0:
-      return
-    self._write_videos(int(self.step))
 
   def _close(self):
     checkpoint = getattr(self, 'checkpoint', None)
