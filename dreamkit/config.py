@@ -195,18 +195,48 @@ def unused_bindings():
   """Bindings that were parsed but never read by any constructed component.
 
   Call after the pipeline has built everything and run one train step. Macros are
-  excluded (they are read through the bindings that reference them).
+  excluded (they are read through the bindings that reference them), and so are the
+  bindings of inactive alternatives (see `inactive_alternatives`).
   """
+  return [name for name, alternative in _unread() if not alternative]
+
+
+def inactive_alternatives():
+  """Unread bindings of components this run replaced by another of the same kind.
+
+  A pipeline that includes another and swaps one component (the Gaussian latent
+  ablation swaps `dynamics.CategoricalRSSM` for `dynamics.GaussianRSSM`) leaves the
+  swapped-out component's bindings in place. They are inert by design, so they are
+  not reported as dead bindings; a binding whose component *was* built in some scope
+  but not in the bound one (a misspelled scope) still is.
+  """
+  return [name for name, alternative in _unread() if alternative]
+
+
+def _unread():
   config = gin.config._CONFIG  # pylint: disable=protected-access
   operative = gin.config._OPERATIVE_CONFIG  # pylint: disable=protected-access
-  unused = []
+  built = {selector for (_, selector) in operative}
+  built_kinds = {_kind(selector) for selector in built} - {None}
+  result = []
   for (scope, selector), params in config.items():
     if selector.startswith('gin.'):
       continue
     for name in params:
-      if not _was_read(operative, scope, selector, name):
-        unused.append(f"{scope + '/' if scope else ''}{short_name(selector)}.{name}")
-  return sorted(unused)
+      if _was_read(operative, scope, selector, name):
+        continue
+      alternative = (selector not in built and _kind(selector) in built_kinds)
+      result.append(
+          (f"{scope + '/' if scope else ''}{short_name(selector)}.{name}", alternative))
+  return sorted(result)
+
+
+def _kind(selector):
+  """The registry kind of a component selector (`dreamkit.dynamics.X`), else None."""
+  parts = selector.split('.')
+  if len(parts) == 3 and parts[0] == 'dreamkit' and parts[1] in registry.KIND_MODULES:
+    return parts[1]
+  return None
 
 
 def _was_read(operative, scope, selector, name):

@@ -237,6 +237,10 @@ class Pipeline:
                  'scope, or a component that is not used): ' + ', '.join(unused))
       print(message)
       (self.logdir / 'unused_bindings.txt').write_text('\n'.join(unused) + '\n')
+    inactive = config_lib.inactive_alternatives()
+    if inactive:
+      print('Note: bindings of components this run replaced by another of the same '
+            f"kind are inactive: {', '.join(inactive)}")
 
   # --- Counters and metrics -------------------------------------------------------
 
