@@ -1,5 +1,7 @@
 """Gymnasium ids as step-dict envs: spaces, action conversion, episode ends."""
 
+import sys
+
 import gymnasium
 import numpy as np
 import pytest
@@ -151,12 +153,17 @@ def test_module_colon_id_form():
   assert env.reset()['vector'].shape == (4,)
 
 
-def test_classic_render_without_pygame_is_a_user_error():
-  try:
-    import pygame  # noqa: F401
-    pytest.skip('pygame is installed: classic-control rendering works here.')
-  except ImportError:
-    pass
+def test_classic_render_without_pygame_is_a_user_error(monkeypatch):
+  monkeypatch.setitem(sys.modules, 'pygame', None)  # `import pygame` now fails.
   env = envs.make('gym:CartPole-v1', pixels=True)
   with pytest.raises(UserError, match='pygame'):
     env.reset()
+
+
+def test_classic_control_pixels_render():
+  # pygame comes with the gymnasium[classic-control] dependency.
+  env = envs.make('gym:CartPole-v1', pixels=True, size=(32, 32))
+  obs = env.reset()
+  assert obs['image'].shape == (32, 32, 3) and obs['image'].dtype == np.uint8
+  assert obs['image'].std() > 0 and obs['vector'].shape == (4,)
+  env.close()
