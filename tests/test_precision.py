@@ -1,6 +1,5 @@
 """Precision policies: the setting, the CPU fallback, loss scaling and skipped steps."""
 
-import gymnasium as gym
 import keras
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ import tensorflow as tf
 from dreamkit.errors import ConfigError
 from dreamkit.optim import Optimizer
 from dreamkit.precision import set_precision
-from test_world_model import ACTIONS, make_batch, make_spaces, tiny_model
+from test_world_model import make_batch, make_spaces, tiny_model
 
 HAS_GPU = bool(tf.config.list_physical_devices('GPU'))
 
