@@ -121,3 +121,26 @@ def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
   rows = pd.read_json(logdir / 'metrics.jsonl', lines=True)
   assert rows['step'].max() == saved + 100
   assert checkpoint_step(logdir) == saved + 100
+
+
+def test_plugin_outside_the_repo_trains_through_the_cli(tmp_path):
+  plugin = tmp_path / 'elsewhere' / 'my_encoder.py'
+  plugin.parent.mkdir()
+  plugin.write_text((REPO / 'plugins' / 'impala_encoder.py').read_text())
+  (tmp_path / 'fake.gin').write_text(
+      "include '%s'\nPipeline.task = 'fake:discrete'\nMLP_KEYS = 'vector'\n"
+      'envs.Fake.size = (64, 64)\n' % (PIPELINES / 'dreamerv2_defaults.gin'))
+  logdir = tmp_path / 'run'
+  result = dreamkit(
+      'run', tmp_path / 'fake.gin', PIPELINES / 'debug.gin', '--plugin', plugin,
+      '-b', 'WorldModel.encoder = @encoders.ImpalaEncoder()',
+      '-b', 'encoders.ImpalaEncoder.depths = (4, 8)',
+      '-b', 'encoders.ImpalaEncoder.embed_size = 32',
+      '--steps', 200, '--logdir', logdir, '-b', 'Pipeline.eager = False',
+      '-b', 'Pipeline.train_every = 5', '-b', 'Pipeline.log_every = 100',
+      '-b', 'Pipeline.video_every = 0')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'encoders.ImpalaEncoder()' in (logdir / 'operative_config.gin').read_text()
+  assert str(plugin.resolve()) in (logdir / 'plugins.json').read_text()
+  rows = pd.read_json(logdir / 'metrics.jsonl', lines=True)
+  assert rows['model_loss'].notna().any()
