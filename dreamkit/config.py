@@ -29,9 +29,6 @@ class Loaded:
   bindings: list
   plugins: list  # Paths of plugin files, resolved.
 
-  def config_str(self):
-    return gin.config_str()
-
 
 def load(files, bindings=(), plugins=(), finalize=True):
   """Loads plugins, parses `files` in order, then `bindings`, then finalizes.

@@ -258,8 +258,7 @@ class Pipeline:
            'train_length': len(episode['reward']) - 1,
            'frames': step * self.action_repeat, 'episodes': int(self.episodes),
            'steps_budget': self.steps}
-    for output in self.outputs:
-      output.write(step, row)
+    self._emit(step, row)
 
   def _write_row(self, step):
     now = time.time()
@@ -276,6 +275,9 @@ class Pipeline:
         wall_time=now - self.start_time)
     self.clock = {'time': now, 'step': step, 'updates': int(self.updates)}
     self.metrics.clear()
+    self._emit(step, row)
+
+  def _emit(self, step, row):
     for output in self.outputs:
       output.write(step, row)
 
@@ -294,8 +296,7 @@ class Pipeline:
     driver(policy, episodes=self.eval_eps)
     row = {'eval_return': float(np.mean(returns)), 'eval_length': float(np.mean(lengths)),
            'wall_time': time.time() - self.start_time}
-    for output in self.outputs:
-      output.write(int(self.step), row)
+    self._emit(int(self.step), row)
 
   def _close(self):
     checkpoint = getattr(self, 'checkpoint', None)
