@@ -101,7 +101,9 @@ def run(pipelines, bindings, plugins, task, steps, logdir):
   from dreamkit import config
   from dreamkit.runner import pipeline
   loaded = config.load(pipelines, _run_bindings(bindings, task, steps), plugins)
-  pipeline.Pipeline(logdir=logdir, loaded=loaded).run()
+  # Passed only when given, so a `Pipeline.logdir` binding can set it too.
+  where = {'logdir': logdir} if logdir else {}
+  pipeline.Pipeline(loaded=loaded, **where).run()
 
 
 @cli.command(name='config')

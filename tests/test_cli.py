@@ -176,3 +176,14 @@ def test_unused_binding_is_reported(pipeline):
   unused = config.unused_bindings()
   assert 'WorldModel.kl_free' in unused
   assert not [name for name in unused if name.startswith('Pipeline.')]
+
+
+def test_logdir_comes_from_the_flag_or_from_a_binding(tmp_path, pipeline, monkeypatch):
+  from dreamkit.runner.pipeline import Pipeline
+  seen = []
+  monkeypatch.setattr(Pipeline, 'run', lambda self: seen.append(self.logdir))
+  assert invoke('run', str(pipeline), '--logdir', str(tmp_path / 'flag')).exit_code == 0
+  gin.clear_config()
+  result = invoke('run', str(pipeline), '-b', f"Pipeline.logdir = '{tmp_path / 'bound'}'")
+  assert result.exit_code == 0, result.output
+  assert seen == [tmp_path / 'flag', tmp_path / 'bound']

@@ -229,7 +229,7 @@ class Pipeline:
   def _after_first_update(self):
     config_lib.save(self.logdir, 'operative_config.gin', operative=True)
     unused = config_lib.unused_bindings()
-    if self.num_envs > 1 and self.parallel:
+    if self.parallel:
       # Env bindings are read inside the worker processes, not here.
       unused = [name for name in unused if not name.startswith('envs.')]
     if unused:
