@@ -11,9 +11,10 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def clean_global_state():
-  """Clear gin bindings and reset the Keras precision policy around every test."""
+  """Clear gin bindings, reset the Keras precision policy and seed the RNGs around every test."""
   gin.clear_config()
   _reset_policy()
+  _seed()
   yield
   gin.clear_config()
   _reset_policy()
@@ -24,3 +25,11 @@ def _reset_policy():
   if 'keras' in sys.modules:
     import keras
     keras.mixed_precision.set_global_policy('float32')
+
+
+def _seed():
+  """Seed Python, NumPy and TensorFlow so a test draws the same numbers on every run."""
+  import sys
+  if 'keras' in sys.modules:
+    import keras
+    keras.utils.set_random_seed(0)

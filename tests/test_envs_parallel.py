@@ -1,6 +1,7 @@
 """ParallelEnvs: copies in spawn workers, stepped together, with the parent's gin."""
 
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -108,8 +109,11 @@ def test_a_script_that_never_closes_its_envs_still_exits(tmp_path):
       'if __name__ == "__main__":\n'
       '  envs = ParallelEnvs("fake:discrete", 1)\n'
       '  envs.reset_all()\n')
+  repo = str(pathlib.Path(__file__).resolve().parents[1])
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      p for p in (repo, os.environ.get('PYTHONPATH')) if p))
   result = subprocess.run([sys.executable, str(script)], timeout=120,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
   assert result.returncode == 0, result.stderr
 
 

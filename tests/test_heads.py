@@ -42,8 +42,22 @@ def test_mlp_head_distributions(policy, dist, shape):
   assert out.mode().shape == (2, 4) + shape
   if dist == 'onehot':
     np.testing.assert_array_equal(tf.reduce_sum(sample, -1), 1.0)
-  if dist in ('trunc_normal', 'tanh_normal'):
+  if dist == 'trunc_normal':
     assert np.all(np.abs(sample.numpy()) < 1)
+  if dist == 'tanh_normal':
+    # tanh rounds to exactly +-1 in float32 for |x| > 9; the log-prob must stay finite.
+    assert np.all(np.abs(sample.numpy()) <= 1)
+    assert np.all(np.isfinite(out.log_prob(sample).numpy()))
+
+
+def test_tanh_normal_log_prob_is_finite_at_the_bounds():
+  from dreamkit.networks import distributions
+  dist = distributions.make(
+      'tanh_normal', tf.zeros([2, 3]), tf.zeros([2, 3]), event_dims=1)
+  edges = tf.constant([[-1.0, 1.0, 0.0], [1.0, 1.0, -1.0]])
+  like = dist.log_prob(edges).numpy()
+  assert like.shape == (2,)
+  assert np.all(np.isfinite(like))
 
 
 def test_binary_head_takes_soft_discount_targets():
