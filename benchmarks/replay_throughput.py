@@ -148,7 +148,9 @@ def main():
   parser.add_argument(
       '--small-steps', default='1e5', help='smaller fills, comma-separated')
   parser.add_argument('--batches', type=int, default=200, help='batches per timing')
-  parser.add_argument('--compression', default='lzf')
+  parser.add_argument(
+      '--compression', default='gzip', choices=('gzip', 'lzf', 'none'),
+      help='image compression (the store default is gzip)')
   parser.add_argument('--chunk-steps', type=int, default=50)
   parser.add_argument('--cache-steps', type=int, default=10000)
   parser.add_argument('--open-files', type=int, default=32)
