@@ -6,6 +6,7 @@ import sys
 import gin
 import numpy as np
 import pytest
+from gymnasium import spaces
 
 from dreamkit import envs
 from dreamkit.envs import wrappers
@@ -133,3 +134,20 @@ def test_docs_list_every_env_option():
     for name, default in entry.parameters:
       if name != 'task':
         assert f'{name}={default!r}' in options.replace('\n', ' '), (entry.name, name)
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('act_space', spaces.MultiDiscrete([2, 3]), 'act_space MultiDiscrete.*not supported'),
+    ('act_space', spaces.Box(0, 1, (2,), np.float32), 'act_space Box.*not supported'),
+    ('act_space', None, 'act_space None is not supported'),
+    ('obs_space', None, 'obs_space must be a dict'),
+    ('obs_space', {'text': spaces.Text(5)}, 'obs_space must be a dict'),
+    ('obs_space', {'vector': wrappers.vector_space(3)}, "obs_space needs.*'reward'"),
+    ('obs_space', wrappers.obs_space({}), 'obs_space needs at least one observation key'),
+])
+def test_an_env_with_spaces_the_agent_cannot_handle_is_refused(field, value, message):
+  env = envs.Fake('discrete')
+  envs.check_spaces(env, 'fake:discrete')  # The built-in passes.
+  setattr(env, field, value)
+  with pytest.raises(UserError, match=f'Fake \\(my:task\\): {message}'):
+    envs.check_spaces(env, 'my:task')

@@ -10,8 +10,10 @@ TensorFlow (see dmc.py).
 
 import difflib
 
+import numpy as np
 from gymnasium import spaces
 
+from dreamkit.envs import wrappers
 from dreamkit.envs.base import Env
 from dreamkit.errors import UserError
 from dreamkit.registry import Registry
@@ -61,8 +63,40 @@ def make(task, **overrides):
         f"Available prefixes: {', '.join(sorted(available))}.")
   if not name:
     raise UserError(f"Task '{task}' names no {prefix} task after the colon.")
-  return registry.configured(available[prefix])(task=name, **overrides)
+  env = registry.configured(available[prefix])(task=name, **overrides)
+  try:
+    check_spaces(env, task)
+  except UserError:
+    env.close()
+    raise
+  return env
 
 
-__all__ = ['Env', 'registry', 'is_discrete', 'make', 'prefixes', 'Atari', 'DMC',
-           'Fake', 'Gym', 'ParallelEnvs']
+def check_spaces(env, task):
+  """Refuses an env whose spaces break the contract of docs/envs.md, naming the fault."""
+  where = f'{type(env).__qualname__} ({task})'
+  obs = env.obs_space
+  if not isinstance(obs, dict) or not all(
+      isinstance(space, spaces.Box) for space in obs.values()):
+    raise UserError(
+        f'{where}: obs_space must be a dict of gymnasium.spaces.Box; got {obs!r}. '
+        'Set self.obs_space in __init__, for example with '
+        'dreamkit.envs.wrappers.obs_space({...}) (docs/envs.md).')
+  missing = [key for key in ('reward', *wrappers.FLAG_KEYS) if key not in obs]
+  if missing or len(obs) == len(wrappers.FLAG_KEYS) + 1:
+    raise UserError(
+        f"{where}: obs_space needs at least one observation key and 'reward', "
+        f"'is_first', 'is_last', 'is_terminal'; it has {sorted(obs)}. "
+        'dreamkit.envs.wrappers.obs_space(keys) adds the last four (docs/envs.md).')
+  act = env.act_space
+  box = (isinstance(act, spaces.Box) and len(act.shape) == 1 and
+         np.all(act.low == -1) and np.all(act.high == 1))
+  if not (isinstance(act, spaces.Discrete) or box):
+    raise UserError(
+        f'{where}: act_space {act!r} is not supported. Use gymnasium.spaces.Discrete(n) '
+        'or Box(-1, 1, (d,), float32) and rescale to the simulator inside the env '
+        '(dreamkit.envs.wrappers.continuous_space(d)).')
+
+
+__all__ = ['Env', 'registry', 'is_discrete', 'make', 'check_spaces', 'prefixes',
+           'Atari', 'DMC', 'Fake', 'Gym', 'ParallelEnvs']

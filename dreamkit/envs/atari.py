@@ -124,22 +124,14 @@ class Atari(Env):
         obs_type='grayscale' if grayscale else 'rgb')
     self._ale = self._env.unwrapped.ale
     self._actions = int(self._env.action_space.n)
+    self.act_space = gymnasium.spaces.Discrete(self._actions)
     self._random = np.random.default_rng(seed)
     self._seed = seed
     self._seeded = False
     self._lives = 0
     channels = 1 if grayscale else 3
-    self._obs_space = wrappers.obs_space(
+    self.obs_space = wrappers.obs_space(
         {'image': wrappers.image_space((*self._size, channels))})
-
-  @property
-  def obs_space(self):
-    return self._obs_space
-
-  @property
-  def act_space(self):
-    from gymnasium import spaces
-    return spaces.Discrete(self._actions)
 
   @property
   def ale(self):

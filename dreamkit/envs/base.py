@@ -21,17 +21,12 @@ class Env:
   """
 
   prefix = None
-  required_methods = ('obs_space', 'act_space', 'reset', 'step')
+  required_methods = ('reset', 'step')
 
-  @property
-  def obs_space(self):
-    """dict: key -> gymnasium.spaces.Box, including reward and the is_* flags."""
-    raise NotImplementedError
-
-  @property
-  def act_space(self):
-    """gymnasium.spaces.Discrete(n) or Box(-1, 1, (d,), float32)."""
-    raise NotImplementedError
+  # Set both in __init__ (or define them as properties); `dreamkit.envs.make` refuses
+  # an env whose spaces the agent cannot handle.
+  obs_space = None  # dict: key -> gymnasium.spaces.Box, reward and the is_* flags too.
+  act_space = None  # gymnasium.spaces.Discrete(n) or Box(-1, 1, (d,), float32).
 
   def reset(self):
     """Start an episode and return its first step dict (is_first True)."""

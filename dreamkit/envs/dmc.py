@@ -64,7 +64,7 @@ class DMCCore(Env):
     self._clock = wrappers.EpisodeClock(time_limit)
     spec = self._env.action_spec()
     self._low, self._high = spec.minimum, spec.maximum
-    self._act_space = wrappers.continuous_space(int(np.prod(spec.shape)))
+    self.act_space = wrappers.continuous_space(int(np.prod(spec.shape)))
     keys = {}
     if self._pixels:
       keys['image'] = wrappers.image_space((*size, 3))
@@ -74,17 +74,9 @@ class DMCCore(Env):
         key = f'obs_{name}' if name in wrappers.RESERVED_KEYS + ('image',) else name
         self._names[key] = name
         keys[key] = wrappers.vector_space(max(1, int(np.prod(array_spec.shape))))
-    self._obs_space = wrappers.obs_space(keys)
+    self.obs_space = wrappers.obs_space(keys)
     if self._pixels:
       self._render()  # Fail now, in the build, if the GL backend cannot render.
-
-  @property
-  def obs_space(self):
-    return self._obs_space
-
-  @property
-  def act_space(self):
-    return self._act_space
 
   def reset(self):
     self._clock.reset()
@@ -170,16 +162,8 @@ class DMC(Env):
           '(libosmesa6), or set MUJOCO_GL to a backend that works here.')
     self.gl = gl
     self.action_repeat = int(action_repeat)
-    self._obs_space = self._worker.call('obs_space')
-    self._act_space = self._worker.call('act_space')
-
-  @property
-  def obs_space(self):
-    return self._obs_space
-
-  @property
-  def act_space(self):
-    return self._act_space
+    self.obs_space = self._worker.call('obs_space')
+    self.act_space = self._worker.call('act_space')
 
   @property
   def worker_pid(self):

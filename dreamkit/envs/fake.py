@@ -67,17 +67,9 @@ class Fake(Env):
     if self._vector:
       width = self._actions if self._discrete else self._dim
       keys['vector'] = wrappers.vector_space(width + 1)
-    self._obs_space = wrappers.obs_space(keys)
-
-  @property
-  def obs_space(self):
-    return self._obs_space
-
-  @property
-  def act_space(self):
-    if self._discrete:
-      return spaces.Discrete(self._actions)
-    return wrappers.continuous_space(self._dim)
+    self.obs_space = wrappers.obs_space(keys)
+    self.act_space = (spaces.Discrete(self._actions) if self._discrete
+                      else wrappers.continuous_space(self._dim))
 
   def reset(self):
     self._clock.reset()

@@ -76,20 +76,12 @@ class Gym(Env):
           f"Cannot make Gymnasium env '{task}': {e}.{hint} Use a registered id, or "
           "'module:Id' to import the module that registers it.") from None
     try:
-      self._obs_space, self._act_space = self._spaces(task)
+      self.obs_space, self.act_space = self._spaces(task)
     except UserError:
       self._env.close()
       raise
     self._seed = seed
     self._seeded = False
-
-  @property
-  def obs_space(self):
-    return self._obs_space
-
-  @property
-  def act_space(self):
-    return self._act_space
 
   @property
   def env(self):

@@ -243,8 +243,8 @@ class ParallelEnvs:
             'dreamkit.envs.parallel.build_env', kwargs, f'env worker {index} ({task})',
             timeout=timeout, wait=False))
       _gather(self.workers)
-      self._obs_space = self.workers[0].call('obs_space')
-      self._act_space = self.workers[0].call('act_space')
+      self.obs_space = self.workers[0].call('obs_space')
+      self.act_space = self.workers[0].call('act_space')
       # Simulator steps per agent step, for counting frames (1 if the env has none).
       self.action_repeat = self.workers[0].call('attribute', 'action_repeat', 1)
     except BaseException:
@@ -254,14 +254,6 @@ class ParallelEnvs:
   @property
   def num(self):
     return len(self.workers)
-
-  @property
-  def obs_space(self):
-    return self._obs_space
-
-  @property
-  def act_space(self):
-    return self._act_space
 
   def reset_all(self):
     """Resets every copy; returns their first step dicts."""
