@@ -172,17 +172,17 @@ def test_plan2explore_inside_an_agent():
 
 
 def test_plan2explore_checkpoint_holds_every_member(trained, tmp_path):
+  from dreamkit.runner import checkpoint as checkpoint_lib
   behavior = build(trained, gin.get_configurable(exploration.Plan2Explore))
   run(trained, behavior)
-  path = tf.train.Checkpoint(p2e=behavior).save(str(tmp_path / 'ckpt'))
-  names = [name for name, _ in tf.train.list_variables(path)]
-  # Each variable is saved once, under the first path found (often the optimizer's
-  # list): check that every ensemble variable is restored into a fresh behaviour.
+  saved = checkpoint_lib.agent_variables(behavior)
+  members = [v for member in behavior.ensemble for v in member.variables]
+  assert len(members) == 3 * len(behavior.ensemble[0].variables) > 0
+  assert {id(v) for v in members} <= {id(v) for v in saved}
+  checkpoint_lib.Checkpoint(tmp_path, checkpoint_lib.numpy_rng(0), behavior).save()
   other = build(trained, gin.get_configurable(exploration.Plan2Explore))
   run(trained, other)
-  tf.train.Checkpoint(p2e=other).restore(path)
+  assert checkpoint_lib.Checkpoint(tmp_path, checkpoint_lib.numpy_rng(0), other).restore()
   for mine, theirs in zip(behavior.ensemble, other.ensemble):
-    assert mine.variables
     for a, b in zip(mine.variables, theirs.variables):
       np.testing.assert_array_equal(a.numpy(), b.numpy())
-  assert len(names) > 1

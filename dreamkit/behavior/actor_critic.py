@@ -118,7 +118,6 @@ class ActorCritic(keras.layers.Layer):
     self.slow_baseline = bool(slow_baseline)
     self.reward_norm = RewardNorm(reward_norm_momentum, reward_norm_scale, reward_norm_eps)
     self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name='updates')
-    self._slow_variables = None
     self.actor_opt = optim.Optimizer('actor', actor_lr, eps, clip, wd)
     self.critic_opt = optim.Optimizer('critic', critic_lr, eps, clip, wd)
 
@@ -195,10 +194,6 @@ class ActorCritic(keras.layers.Layer):
       raise ValueError(
           'ActorCritic: the critic and the slow critic hold different variables; the '
           'critic factory must build the same network on each call.')
-    if self._slow_variables is None:
-      # tf.train.Checkpoint does not look into the lists Keras 3 keeps sub-layers in
-      # (and no optimizer lists the slow critic's variables), so name them here.
-      self._slow_variables = _Variables(dest)
     # The very first update copies, so targets never come from random weights.
     mix = tf.where(
         self.updates == 0, tf.constant(1.0), tf.constant(self.slow_target_fraction))
@@ -218,15 +213,6 @@ def _bound_head_dist(scope):
   from dreamkit.networks import heads  # pylint: disable=unused-import,import-outside-toplevel
   with gin.config_scope(scope):
     return gin.get_bindings('dreamkit.heads.MLPHead').get('dist')
-
-
-class _Variables(tf.Module):
-  """Variables as numbered attributes, so that checkpoints find each one."""
-
-  def __init__(self, variables):
-    super().__init__(name='variables')
-    for index, variable in enumerate(variables):
-      setattr(self, f'v{index}', variable)
 
 
 def scoped_head(scope):

@@ -150,15 +150,7 @@ class Plan2Explore(keras.layers.Layer, Behavior):
     self.opt = optim.Optimizer('ensemble', lr, eps, clip, wd)
     # Built here so the head factory reads its gin bindings now, not in tf.function.
     size = _target_size(world_model, disag_target)
-    # One attribute per member: tf.train.Checkpoint does not look into the lists
-    # Keras 3 wraps layer attributes in, so a list of heads would not be saved.
-    for index in range(self.disag_models):
-      setattr(self, f'member{index}', head((size,)))
-
-  @property
-  def ensemble(self):
-    """The ensemble's heads, [disag_models]."""
-    return [getattr(self, f'member{index}') for index in range(self.disag_models)]
+    self.ensemble = [head((size,)) for _ in range(self.disag_models)]
 
   @property
   def world_model(self):

@@ -37,7 +37,10 @@ class Checkpoint:
     self._rng = rng
     self._rng_state = tf.Variable('', dtype=tf.string, trainable=False, name='rng_state')
     self._tf_rng = tf.random.get_global_generator()
-    self._agent_variables = agent_variables(agent)
+    # A counter the agent also holds (its step) is saved once, under its counter name.
+    counter_ids = {id(counter) for counter in counters.values()}
+    self._agent_variables = [
+        v for v in agent_variables(agent) if id(v) not in counter_ids]
     self._checkpoint = tf.train.Checkpoint(
         rng_state=self._rng_state, tf_rng=self._tf_rng,
         agent_variables=self._agent_variables, **counters)
@@ -79,31 +82,34 @@ def agent_variables(agent):
   """Every variable of `agent` a resumed run needs, in a fixed order, each once.
 
   The layers' variables (trainable or not, through Keras' tracking, which sees layers
-  in lists and dicts), then the state of every `Optimizer` a layer holds: its skipped
+  in lists and dicts), then what Keras does not track, attribute by attribute of each
+  layer: plain `tf.Variable`s (e.g. ActorCritic's update counter), the variables of
+  `tf.Module`s (e.g. RewardNorm) and the state of every `Optimizer`: its skipped
   counter and the Keras optimizer's iterations, moments and loss scale.
   """
   seen, result = set(), []
 
-  def add(variable):
-    if id(variable) not in seen:
-      seen.add(id(variable))
-      result.append(variable)
+  def add(variables):
+    for variable in variables:
+      if id(variable) not in seen:
+        seen.add(id(variable))
+        result.append(variable)
 
-  for variable in agent.variables:
-    add(variable)
+  add(agent.variables)
   for layer in agent._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
     for value in vars(layer).values():
-      if not isinstance(value, Optimizer):
-        continue
-      add(value.skipped)
-      keras_optimizer = value.optimizer
-      if keras_optimizer is None:
-        raise ValueError(f'{value.name} is not built yet: train once before saving.')
-      for variable in keras_optimizer.variables:
-        add(variable)
-      inner = getattr(keras_optimizer, 'inner_optimizer', None)
-      for variable in (inner.variables if inner is not None else []):
-        add(variable)
+      if isinstance(value, Optimizer):
+        keras_optimizer = value.optimizer
+        if keras_optimizer is None:
+          raise ValueError(f'{value.name} is not built yet: train once before saving.')
+        add([value.skipped])
+        add(keras_optimizer.variables)
+        inner = getattr(keras_optimizer, 'inner_optimizer', None)
+        add(inner.variables if inner is not None else [])
+      elif isinstance(value, tf.Variable):
+        add([value])
+      elif isinstance(value, tf.Module):
+        add(value.variables)
   return result
 
 
