@@ -190,8 +190,9 @@ def test_checkpoint_restores_every_agent_variable(tmp_path):
   # One train step builds every variable, as the pipeline does before restoring.
   first.train(batch)
   second.train(batch)
-  path = tf.train.Checkpoint(agent=first).save(str(tmp_path / 'ckpt'))
-  tf.train.Checkpoint(agent=second).restore(path)
+  from dreamkit.runner import checkpoint as checkpoint_lib
+  checkpoint_lib.Checkpoint(tmp_path, checkpoint_lib.numpy_rng(0), first).save()
+  assert checkpoint_lib.Checkpoint(tmp_path, checkpoint_lib.numpy_rng(0), second).restore()
   assert len(first.variables) == len(second.variables)
   slow = {id(v) for v in second.task_behavior.slow_critic.variables}
   assert slow & {id(v) for v in second.variables}

@@ -184,6 +184,22 @@ def test_terminal_tty_redraws_one_line_with_eta():
   assert stream.getvalue().endswith('\n')
 
 
+def test_terminal_eta_waits_for_training_and_forgets_the_prefill_rate():
+  terminal, stream, clock = make_terminal(tty=True)
+  # Prefill: 1,000 steps/s, no update yet.
+  for index in range(3):
+    clock.now = float(index)
+    terminal.write(1000 * index, {'steps_budget': 100000, 'train_steps': 0})
+  assert stream.getvalue().split('\r')[-1].endswith('ETA after prefill')
+  # Training: 10 steps/s. The ETA follows the new rate, not the prefill's.
+  for index in range(1, 4):
+    clock.now = 2.0 + 10 * index
+    terminal.write(2000 + 100 * index, {'steps_budget': 100000, 'train_steps': index})
+  last = stream.getvalue().split('\r')[-1]
+  assert '10.0 steps/s' in last
+  assert 'ETA 2h42m' in last  # 97,700 steps left at 10 steps/s: 2h42m50s.
+
+
 def test_terminal_tty_prints_results_above_the_status_line():
   terminal, stream, clock = make_terminal(tty=True)
   terminal.write(1000, {'steps_budget': 10000})
