@@ -72,7 +72,7 @@ class _Rate:
   """
 
   def __init__(self, horizon):
-    self._horizon = horizon
+    self.horizon = horizon
     self._last = None  # (time, count)
     self.value = None
 
@@ -87,7 +87,7 @@ class _Rate:
     if self.value is None:
       self.value = rate
     else:
-      weight = 1 - math.exp(-elapsed / self._horizon)
+      weight = 1 - math.exp(-elapsed / self.horizon)
       self.value += weight * (rate - self.value)
     self._last = (now, count)
 
@@ -97,7 +97,8 @@ class Terminal(Output):
   """Progress on the terminal: a live status line, and a line per row of results.
 
   The status line shows `step/budget`, frames, env steps/s, train steps/s, the last
-  train and eval return and the ETA (from `steps_budget` and the smoothed step rate):
+  train and eval return and the ETA (from `steps_budget` and the smoothed step rate;
+  while rows report `train_steps` 0, i.e. during prefill, `ETA after prefill`):
 
       1,200/50,000 steps 2.4% | 4,800 frames | 81.3 steps/s | 16.2 train/s |
       return 12 | eval 15.5 | ETA 10m00s   (one line)
@@ -154,6 +155,9 @@ class Terminal(Output):
   def write(self, step, metrics):
     now = self._clock()
     step = int(step)
+    if self._progress.get('train_steps') == 0 and metrics.get('train_steps', 0) > 0:
+      # Training has started: the prefill's step rate says nothing about the ETA now.
+      self._step_rate = _Rate(self._step_rate.horizon)
     self._progress.update(
         {key: metrics[key] for key in PROGRESS_KEYS if key in metrics})
     self._step_rate.update(now, step)
@@ -231,6 +235,8 @@ class Terminal(Output):
       rate = self._step_rate.value
       if step >= budget:
         parts.append('done')
+      elif self._progress.get('train_steps') == 0:
+        parts.append('ETA after prefill')  # Training, the slow part, has not begun.
       elif rate:
         parts.append(f'ETA {format_duration((budget - step) / rate)}')
       else:

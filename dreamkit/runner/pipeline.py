@@ -257,7 +257,7 @@ class Pipeline:
     row = {'train_return': float(np.sum(episode['reward'])),
            'train_length': len(episode['reward']) - 1,
            'frames': step * self.action_repeat, 'episodes': int(self.episodes),
-           'steps_budget': self.steps}
+           'train_steps': int(self.updates), 'steps_budget': self.steps}
     self._emit(step, row)
 
   def _write_row(self, step):
