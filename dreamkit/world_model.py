@@ -38,8 +38,9 @@ class WorldModel(keras.layers.Layer):
     decoder: a factory called as `decoder(shapes)`, shapes {key: shape}. None:
       `heads.DreamerDecoder`.
     reward_head: a factory called as `reward_head(())`. None: `heads.MLPHead`, mse.
-    discount_head: a factory called as `discount_head(())`. None: `heads.MLPHead`
-      with dist 'binary'.
+    discount_head: a factory called as `discount_head((), dist='binary')`: the
+      discount is a Bernoulli (soft targets discount * (1 - is_terminal)), whatever
+      the factory's own default distribution. None: `heads.MLPHead`.
     pred_discount: whether to learn the discount head (False on DMC).
     grad_heads: heads whose gradients reach the encoder and RSSM; the others are
       trained on stop_gradient(feat).
@@ -241,16 +242,20 @@ def _instance(value, registry, default, interface, param):
   return value
 
 
-def _head(value, default, shape, param, **defaults):
-  """A head from a factory called with the output shape(s), or an instance."""
+def _head(value, default, shape, param, **fixed):
+  """A head from a factory called with the output shape(s) and `fixed`, or an instance.
+
+  `fixed` (e.g. dist='binary') is passed to every factory, the gin-configured one a
+  pipeline binds included, so its bound defaults cannot replace it.
+  """
   if value is None:
-    value = lambda shape: heads_lib.registry.configured(default)(shape, **defaults)
+    value = heads_lib.registry.configured(default)
   if not isinstance(value, Head):
     if not callable(value) or (inspect.isclass(value) and not issubclass(value, Head)):
       raise ConfigError(
           f'WorldModel.{param} must be a head factory (e.g. @heads.{default}), '
           f'got {value!r}.')
-    value = value(shape)
+    value = value(shape, **fixed)
   if not isinstance(value, Head):
     raise ConfigError(
         f'WorldModel.{param}: {value!r} is not a Head (bind a factory from the '

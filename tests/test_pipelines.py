@@ -31,18 +31,30 @@ def build_everything(files, tmp_path):
   pipeline = gin.get_configurable(Pipeline)(logdir=tmp_path)
   env = envs.make(pipeline.task)
   try:
-    gin.get_configurable(Agent)(env.obs_space, env.act_space, tf.Variable(0, tf.int64))
+    agent = gin.get_configurable(Agent)(
+        env.obs_space, env.act_space, tf.Variable(0, tf.int64))
     for make in pipeline.make_outputs:
       make(tmp_path).close()
     pipeline.make_replay(tmp_path / 'replay')
   finally:
     env.close()
+  return agent
 
 
 @pytest.mark.parametrize('name', PIPELINES)
 def test_pipeline_has_no_dead_bindings(name, tmp_path):
-  build_everything([REPO / 'pipelines' / name, REPO / 'pipelines' / 'debug.gin'], tmp_path)
+  agent = build_everything(
+      [REPO / 'pipelines' / name, REPO / 'pipelines' / 'debug.gin'], tmp_path)
   assert config.unused_bindings() == []
+  # The reference's output distributions, whatever the heads' gin defaults say.
+  heads = agent.wm.heads
+  assert heads['reward'].dist == 'mse'
+  if 'discount' in heads:
+    assert heads['discount'].dist == 'binary'
+  behavior = agent.task_behavior
+  assert behavior.critic.dist == 'mse'
+  discrete = envs.is_discrete(agent.act_space)
+  assert behavior.actor.dist == ('onehot' if discrete else 'trunc_normal')
 
 
 def test_plugin_pipeline_has_no_dead_bindings(tmp_path):

@@ -79,6 +79,11 @@ class MLPHead(Head):
     self.mlp = nets.MLP(layers, units, act, norm, name='mlp')
     self.head = DistLayer(self.shape, dist, min_std, init_std, name='dist')
 
+  @property
+  def dist(self):
+    """The output distribution's name, one of distributions.DISTS."""
+    return self.head.dist
+
   def build(self, input_shape):
     self.mlp.build(input_shape)
     self.head.build(list(input_shape[:-1]) + [self.mlp.units or input_shape[-1]])
