@@ -113,7 +113,10 @@ class Head(keras.layers.Layer):
       dists = decoder(feat)   # decoders: {obs key: tfd.Distribution}
 
   Heads are bound in gin as factories: the world model calls `Head(shape)` (or
-  `Decoder(shapes)` with `{key: shape}`) and then calls the head on features.
+  `Decoder(shapes)` with `{key: shape}`) and then calls the head on features. Where
+  the method fixes the distribution, the factory also gets `dist=`: the discount
+  head `Head((), dist='binary')`, the actor `Head((A,), dist='onehot')` or
+  `dist='trunc_normal'`.
   Distributions are built from float32 parameters whatever the precision policy.
   """
 
