@@ -1,5 +1,7 @@
 """WorldModel: output shapes, gradients reach every part, training, video, gin."""
 
+import functools
+
 import gin
 import gymnasium as gym
 import numpy as np
@@ -53,14 +55,15 @@ def make_batch(spaces, batch=B, length=T, seed=0):
 def tiny_model(spaces, latent='CategoricalRSSM', **kwargs):
   decoder = lambda shapes: heads.DreamerDecoder(
       shapes, cnn_depth=4, cnn_kernels=(2, 2, 2, 2), mlp_layers=2, mlp_units=16)
-  mlp = lambda **kw: lambda shape: heads.MLPHead(shape, layers=2, units=16, **kw)
+  # The world model passes dist='binary' to the discount factory: a partial takes it.
+  mlp = lambda **kw: functools.partial(heads.MLPHead, layers=2, units=16, **kw)
   return WorldModel(
       spaces, gym.spaces.Discrete(ACTIONS),
       encoder=encoders.DreamerEncoder(
           cnn_depth=4, cnn_kernels=(2, 2, 2, 2), mlp_layers=2, mlp_units=16),
       dynamics=dynamics_lib.registry.get(latent)(
           deter=16, hidden=16, **LATENTS[latent][0]),
-      decoder=decoder, reward_head=mlp(), discount_head=mlp(dist='binary'), **kwargs)
+      decoder=decoder, reward_head=mlp(), discount_head=mlp(), **kwargs)
 
 
 def modules(wm):
