@@ -1,12 +1,13 @@
 """Learning benchmark: does DreamerV2 learn CartPole and Pendulum on this CPU?
 
-    python benchmarks/learning.py                      # both tasks, one after the other
-    python benchmarks/learning.py --tasks cartpole --root /tmp/learning
+    python benchmarks/learning.py                      # both tasks, seed 0
+    python benchmarks/learning.py --tasks cartpole --seeds 0 1 --root /tmp/learning
 
-Runs `dreamkit run pipelines/<task>_dreamerv2.gin` for each task (30,000 env steps),
-then prints a table (steps and wall-clock time until the mean eval return first
-reaches the target, final eval return, total time) and writes a PNG of eval return
-against env steps. Targets: CartPole-v1 >= 450, Pendulum-v1 >= -300, each within
+Runs `dreamkit run pipelines/<task>_dreamerv2.gin` for each task and seed (30,000 env
+steps, logdir `<root>/<task>-seed<seed>`), one after the other, then prints a table
+(steps and wall-clock time until the mean eval return first reaches the target, best
+and final eval return, total time) and writes a PNG of eval return against env steps
+with one curve per seed. Targets: CartPole-v1 >= 450, Pendulum-v1 >= -300, each within
 30,000 env steps and 30 minutes.
 """
 
@@ -28,27 +29,29 @@ STEP_BUDGET = 30000
 TIME_BUDGET = 30 * 60
 
 
-def run(task, root, extra):
+def run(task, seed, root, extra):
   pipeline, _ = TASKS[task]
-  logdir = root / task
+  logdir = root / f'{task}-seed{seed}'
   command = [sys.executable, '-m', 'dreamkit.cli', 'run', str(REPO / pipeline),
-             '--logdir', str(logdir), '--steps', str(STEP_BUDGET), *extra]
+             '--logdir', str(logdir), '--steps', str(STEP_BUDGET),
+             '-b', f'Pipeline.seed = {seed}', *extra]
   start = time.time()
-  with open(root / f'{task}.log', 'w') as log:
+  with open(root / f'{task}-seed{seed}.log', 'w') as log:
     result = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
   if result.returncode != 0:
-    raise SystemExit(f'{task} failed (exit {result.returncode}); see {root}/{task}.log')
+    raise SystemExit(f'{task} seed {seed} failed (exit {result.returncode}); '
+                     f'see {root}/{task}-seed{seed}.log')
   return logdir, time.time() - start
 
 
-def summarize(task, logdir, seconds):
+def summarize(task, seed, logdir, seconds):
   _, target = TASKS[task]
   rows = pd.read_json(logdir / 'metrics.jsonl', lines=True)
   evals = rows.dropna(subset=['eval_return'])
   reached = evals[evals['eval_return'] >= target]
   first = reached.iloc[0] if len(reached) else None
   return {
-      'task': task, 'target': target,
+      'task': task, 'seed': seed, 'target': target,
       'steps_to_target': int(first['step']) if first is not None else None,
       'minutes_to_target': round(first['wall_time'] / 60, 1) if first is not None else None,
       'best_eval': round(float(evals['eval_return'].max()), 1),
@@ -60,12 +63,15 @@ def summarize(task, logdir, seconds):
 
 
 def plot(curves, path):
+  """curves: {task: {seed: evals}} -> one panel per task, one line per seed."""
   import matplotlib
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt
   fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), squeeze=False)
-  for ax, (task, evals) in zip(axes[0], curves.items()):
-    ax.plot(evals['step'], evals['eval_return'], marker='o', markersize=3, label='dreamkit')
+  for ax, (task, seeds) in zip(axes[0], curves.items()):
+    for seed, evals in seeds.items():
+      ax.plot(evals['step'], evals['eval_return'], marker='o', markersize=3,
+              label=f'seed {seed}')
     ax.axhline(TASKS[task][1], color='gray', linestyle='--', label='target')
     ax.set_title(f'{task} (mean eval return)')
     ax.set_xlabel('env steps')
@@ -79,6 +85,7 @@ def plot(curves, path):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
+  parser.add_argument('--seeds', nargs='+', type=int, default=[0])
   parser.add_argument('--root', default='benchmarks/results/learning', type=Path)
   parser.add_argument('--summarize-only', action='store_true',
                       help='Read finished runs under --root instead of running.')
@@ -89,15 +96,16 @@ def main():
   extra = [item for binding in args.bindings for item in ('-b', binding)]
   results, curves = [], {}
   for task in args.tasks:
-    if args.summarize_only:
-      logdir = args.root / task
-      rows = pd.read_json(logdir / 'metrics.jsonl', lines=True)
-      seconds = float(rows['wall_time'].max())
-    else:
-      logdir, seconds = run(task, args.root, extra)
-    summary, evals = summarize(task, logdir, seconds)
-    results.append(summary)
-    curves[task] = evals
+    for seed in args.seeds:
+      if args.summarize_only:
+        logdir = args.root / f'{task}-seed{seed}'
+        rows = pd.read_json(logdir / 'metrics.jsonl', lines=True)
+        seconds = float(rows['wall_time'].max())
+      else:
+        logdir, seconds = run(task, seed, args.root, extra)
+      summary, evals = summarize(task, seed, logdir, seconds)
+      results.append(summary)
+      curves.setdefault(task, {})[seed] = evals
   table = pd.DataFrame(results)
   print(table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False))
   path = args.root / 'learning_curves.png'
