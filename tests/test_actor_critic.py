@@ -167,24 +167,26 @@ def test_train_and_the_slow_critic_schedule(discrete_setup):
   model, start, ac = discrete_setup   # slow_target_update=2
   train = lambda: ac.train(model, start, is_terminal(), reward_fn(model))
   ac.updates.assign(0)
+  ac.critic(model.dynamics.get_feat(start))  # Built, so its first weights are known.
+  initial = values(ac.critic)
   metrics = train()
   for key in ('actor_loss', 'critic_loss', 'actor_grad_norm', 'critic_grad_norm',
               'actor_ent', 'actor_ent_scale', 'reward_mean', 'reward_std',
               'critic_slow', 'critic_target', 'critic'):
     assert np.isfinite(float(metrics[key])), key
-  # Copied after the first update.
-  for s, c in zip(values(ac.slow_critic), values(ac.critic)):
+  # Update 0 copied the critic *before* training it (as the reference), so its
+  # targets came from the critic, not from the slow critic's random initial weights.
+  for s, c in zip(values(ac.slow_critic), initial):
     np.testing.assert_array_equal(s, c)
-  snapshot = values(ac.slow_critic)
+  assert any(not np.array_equal(a, b) for a, b in zip(initial, values(ac.critic)))
   train()   # update 1: no copy, the critic moves on.
-  changed = any(
-      not np.array_equal(s, c) for s, c in zip(values(ac.slow_critic), values(ac.critic)))
-  assert changed
-  for s, c in zip(values(ac.slow_critic), snapshot):
+  for s, c in zip(values(ac.slow_critic), initial):
     np.testing.assert_array_equal(s, c)
-  train()   # update 2: copy again.
-  for s, c in zip(values(ac.slow_critic), values(ac.critic)):
+  trained = values(ac.critic)
+  train()   # update 2: copies the critic as updates 0 and 1 left it, then trains it.
+  for s, c in zip(values(ac.slow_critic), trained):
     np.testing.assert_array_equal(s, c)
+  assert any(not np.array_equal(a, b) for a, b in zip(trained, values(ac.critic)))
   assert int(ac.updates) == 3
 
 

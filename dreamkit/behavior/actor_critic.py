@@ -132,6 +132,9 @@ class ActorCritic(keras.layers.Layer):
     with tf.GradientTape() as actor_tape:
       traj = imagine(
           world_model, self.actor, start, is_terminal, self.imag_horizon, self.discount)
+      # As the reference, the slow critic moves before this update's targets, so the
+      # very first targets already come from a copy of the critic.
+      self.update_slow_target(traj['feat'].shape)
       reward = tf.cast(reward_fn(traj), tf.float32)
       traj['reward'], reward_metrics = self.reward_norm(reward)
       target, target_metrics = self.target(traj)
@@ -144,8 +147,6 @@ class ActorCritic(keras.layers.Layer):
     metrics.update(target_metrics)
     metrics.update(actor_metrics)
     metrics.update(critic_metrics)
-    # After the first pass, when the slow critic's variables exist.
-    self.update_slow_target()
     return metrics
 
   def target(self, traj):
@@ -183,10 +184,17 @@ class ActorCritic(keras.layers.Layer):
     loss = -tf.reduce_mean(dist.log_prob(target) * weight)
     return loss, {'critic': tf.reduce_mean(tf.cast(dist.mode(), tf.float32))}
 
-  def update_slow_target(self):
-    """Every `slow_target_update` updates, move the slow critic to the critic."""
+  def update_slow_target(self, feat_shape):
+    """Every `slow_target_update` updates, move the slow critic to the critic.
+
+    Counts one update per call. `feat_shape` [..., F] builds both critics if this is
+    the first call, so the copy at update 0 has variables to copy.
+    """
     if self.slow_critic is None:
       return
+    for critic in (self.critic, self.slow_critic):
+      if not critic.built:
+        critic.build(feat_shape)
     source = self.critic.variables
     dest = self.slow_critic.variables
     if len(source) != len(dest) or any(
@@ -194,7 +202,7 @@ class ActorCritic(keras.layers.Layer):
       raise ValueError(
           'ActorCritic: the critic and the slow critic hold different variables; the '
           'critic factory must build the same network on each call.')
-    # The very first update copies, so targets never come from random weights.
+    # Update 0 copies whatever the fraction, so targets never come from random weights.
     mix = tf.where(
         self.updates == 0, tf.constant(1.0), tf.constant(self.slow_target_fraction))
 
