@@ -162,12 +162,18 @@ def test_reopening_resumes_and_skips_damaged_files(tmp_path):
   hdf5.write_atomic(future, make_episode(9, length=6), 'lzf', 50)
   with h5py.File(future, 'a') as handle:
     handle.attrs['format_version'] = hdf5.FORMAT_VERSION + 1
+  # Damaged metadata (not truncation): h5py raises RuntimeError, not OSError.
+  damaged = tmp_path / good.name.replace(good.name[:8], '29990104')
+  data = bytearray(good.read_bytes())
+  data[data.find(b'TREE'):data.find(b'TREE') + 4] = b'XXXX'
+  damaged.write_bytes(bytes(data))
   with pytest.warns(UserWarning) as record:
     reopened = hdf5.HDF5Replay(tmp_path, minlen=1, maxlen=5)
   messages = '\n'.join(str(warning.message) for warning in record)
   assert 'stray.h5.tmp' in messages and truncated.name in messages
   assert garbage.name in messages
   assert future.name in messages and 'newer' in messages
+  assert damaged.name in messages
   assert reopened.stats['episodes'] == 5
   assert not (tmp_path / 'stray.h5.tmp').exists()
   rewards = reopened.sample(8, 5)['reward']

@@ -62,6 +62,22 @@ def test_steps_of_interleaved_workers_form_separate_episodes():
   assert stored[0]['is_last'].dtype == bool
 
 
+def test_a_reset_mid_episode_starts_a_new_episode_instead_of_joining_them():
+  # Prefill ends mid-episode and the driver resets the env: the next is_first must
+  # not continue the unfinished episode (a chunk would run across the join).
+  replay = memory.MemoryReplay(minlen=4, maxlen=4, seed=0)
+  for t in range(5):
+    replay.add_step(step(1, t, 10))          # Cut off after 5 of 10 steps.
+  for t in range(4):
+    replay.add_step(step(2, t, 4))
+  assert replay.stats['episodes'] == 1 and replay.stats['steps'] == 4
+  (stored,) = [replay._episodes[key] for key in replay._index.keys()]
+  np.testing.assert_array_equal(stored['reward'], [200, 201, 202, 203])
+  np.testing.assert_array_equal(stored['is_first'], [True, False, False, False])
+  batch = replay.sample(3, 4)
+  np.testing.assert_array_equal(batch['reward'] // 100, 2)
+
+
 def test_capacity_evicts_the_oldest_episodes():
   replay = memory.MemoryReplay(capacity=25, minlen=1, maxlen=5, seed=0)
   for index in range(6):

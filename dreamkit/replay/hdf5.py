@@ -121,7 +121,7 @@ class HDF5Replay(IndexedReplay):
         with h5py.File(self._directory / name, 'r') as handle:
           self._signature = sampling.signature_of(dict(handle.items()))
         return self._signature
-      except OSError:
+      except Exception:  # pylint: disable=broad-except
         continue  # Evicted meanwhile (or unreadable): the next one tells as well.
     raise dataset_lib.empty_error()
 
@@ -193,7 +193,8 @@ class HDF5Replay(IndexedReplay):
       raise sampling.EpisodeUnavailable()  # Evicted after it was chosen.
     try:
       self._files[name] = _OpenFile(self._directory / name)
-    except OSError as error:
+    except Exception as error:  # pylint: disable=broad-except
+      # h5py reports damage as OSError, RuntimeError, KeyError, ...: all mean unreadable.
       self._index.remove(name)
       raise sampling.EpisodeUnavailable(
           f'dropping unreadable episode file {self._directory / name}: '
@@ -215,7 +216,7 @@ class HDF5Replay(IndexedReplay):
         for key, target in out.items():
           if key != 'is_first':
             episode.read(key, start, stop, target[row, pos:pos + stop - start])
-      except (OSError, KeyError, ValueError, TypeError) as error:
+      except Exception as error:  # pylint: disable=broad-except
         self._index.remove(name)
         self._files.pop(name)
         raise sampling.EpisodeUnavailable(
@@ -245,10 +246,13 @@ def check_file(path, length):
       if stored != length:
         return f'{path}: length attribute {stored!r}, name says {length}'
       for key, dataset in handle.items():
+        if not isinstance(key, str):
+          return f'{path}: damaged dataset name {key!r}'
         if not isinstance(dataset, h5py.Dataset) or dataset.shape[:1] != (length,):
           return f'{path}: {key} is not a dataset of {length} steps'
-  except (OSError, KeyError, ValueError) as error:
-    return f'{path}: {error}'
+  except Exception as error:  # pylint: disable=broad-except
+    # Damaged metadata raises RuntimeError ('wrong B-tree signature'), TypeError, ...
+    return f'{path}: {type(error).__name__}: {error}'
   return None
 
 

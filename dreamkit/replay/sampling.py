@@ -174,10 +174,14 @@ class EpisodeIndex:
       return True
 
   def add_step(self, step, worker):
-    """Append to `worker`'s ongoing episode; returns the episode dict when finished."""
+    """Append to `worker`'s ongoing episode; returns the episode dict when finished.
+
+    An `is_first` step always starts a new episode: the unfinished steps before it
+    (an env reset mid-episode, as after prefill) are dropped, never joined to it.
+    """
     with self.lock:
       buffer = self._workers.get(worker)
-      if buffer is None:
+      if buffer is None or (buffer.length and step['is_first']):
         buffer = self._workers[worker] = OngoingEpisode()
       buffer.append(step)
       if not step['is_last']:
