@@ -26,10 +26,7 @@ import time
 import numpy as np
 import psutil
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # Run from a checkout without installing.
-
-from dreamkit import replay as replay_lib  # pylint: disable=g-import-not-at-top
+from dreamkit import replay as replay_lib
 
 
 def rss_mb():

@@ -91,6 +91,10 @@ class HDF5Replay(IndexedReplay):
     self._files = collections.OrderedDict()  # name -> _OpenFile, LRU last.
     self._last_stamp = 0
     self._load()
+    # New names sort after every loaded one even if the clock went back meanwhile,
+    # so eviction (oldest name first) never takes a new episode for an old one.
+    self._last_stamp = max([self._last_stamp] + [
+        _stamp_from_name(name) for name in self._index.keys()])
     self._sampler = self.sampler()
 
   @property
@@ -222,6 +226,16 @@ class HDF5Replay(IndexedReplay):
         raise sampling.EpisodeUnavailable(
             f'dropping unreadable episode file {self._directory / name}: '
             f'{error!r}') from error
+
+
+def _stamp_from_name(name):
+  """The microsecond stamp `_new_name` encoded in `name` (0 if it has none)."""
+  try:
+    moment = datetime.datetime.strptime(name[:15], '%Y%m%dT%H%M%S').replace(
+        tzinfo=datetime.timezone.utc)
+    return int(moment.timestamp()) * 1_000_000 + int(name[15:21])
+  except ValueError:
+    return 0
 
 
 def length_from_name(name):
