@@ -311,3 +311,25 @@ def _writer(directory, mode):
 
 if __name__ == '__main__':
   _writer(sys.argv[1], sys.argv[2])
+
+
+@pytest.mark.parametrize('prioritize_ends', [False, True])
+def test_store_sampling_statistics(tmp_path, prioritize_ends):
+  # Through the store itself (files, no cache): episodes are chosen uniformly, every
+  # valid start of each is reached, and prioritize_ends raises the last start.
+  replay = hdf5.HDF5Replay(tmp_path, minlen=4, maxlen=4, cache_steps=0,
+                           prioritize_ends=prioritize_ends, seed=0)
+  replay.add_episode(make_episode(0, length=10))
+  replay.add_episode(make_episode(1, length=30))
+  rewards = replay.sample(2000, 4)['reward']
+  replay.close()
+  assert np.all(np.diff(rewards, axis=1) == 1)  # Each row is one 4-step sequence.
+  episode, start = np.divmod(rewards[:, 0].astype(int), 1000)
+  assert 850 < np.sum(episode == 0) < 1150
+  counts = [np.bincount(start[episode == i], minlength=n) for i, n in ((0, 7), (1, 27))]
+  assert all(np.all(count > 0) for count in counts) and len(counts[1]) == 27
+  last, middle = counts[1][-1], np.median(counts[1][:-1])
+  if prioritize_ends:
+    assert last > 3 * middle  # (1 + minlen) / (27 + minlen) against 1 / (27 + minlen).
+  else:
+    assert last < 2 * middle
