@@ -291,6 +291,31 @@ def test_dataset_yields_batches_of_the_stored_dtypes(tmp_path):
     assert batch['is_first'][:, 0].numpy().all()
 
 
+def test_dataset_samples_ahead_of_the_consumer(tmp_path):
+  # The training loop must not wait on disk: after one batch is taken, tf.data's
+  # prefetch keeps sampling more in the background.
+  from dreamkit.replay import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
+  replay = hdf5.HDF5Replay(tmp_path, minlen=3, maxlen=5, seed=0)
+  for index in range(4):
+    replay.add_episode(make_episode(index))
+  sampled = []
+  make_sampler = replay.sampler
+
+  def counting_sampler():
+    sampler = make_sampler()
+    sample = sampler.sample
+    sampler.sample = lambda *args: (sampled.append(1), sample(*args))[1]
+    return sampler
+
+  replay.sampler = counting_sampler
+  iterator = iter(replay.dataset(batch=2, length=5))
+  next(iterator)
+  deadline = time.time() + 20
+  while len(sampled) < 1 + dataset_lib.PREFETCH and time.time() < deadline:
+    time.sleep(0.05)
+  assert len(sampled) >= 1 + dataset_lib.PREFETCH
+
+
 def _writer(directory, mode):
   replay = hdf5.HDF5Replay(directory, capacity=0, minlen=1, maxlen=5)
   if mode == 'hold':
