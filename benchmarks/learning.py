@@ -2,6 +2,7 @@
 
     python benchmarks/learning.py                      # both tasks, seed 0
     python benchmarks/learning.py --tasks cartpole --seeds 0 1 --root /tmp/learning
+    python benchmarks/learning.py --stop-at-target     # stop each run at its target
 
 Runs `dreamkit run pipelines/<task>_dreamerv2.gin` for each task and seed (30,000 env
 steps, logdir `<root>/<task>-seed<seed>`), one after the other, then prints a table
@@ -12,6 +13,9 @@ with one curve per seed. Targets: CartPole-v1 >= 450, Pendulum-v1 >= -300, each 
 """
 
 import argparse
+import json
+import math
+import signal
 import subprocess
 import sys
 import time
@@ -29,19 +33,43 @@ STEP_BUDGET = 30000
 TIME_BUDGET = 30 * 60
 
 
-def run(task, seed, root, extra):
-  pipeline, _ = TASKS[task]
+def run(task, seed, root, extra, stop_at_target=False):
+  """Trains one task and seed; with `stop_at_target`, SIGTERM (a clean stop that
+  saves a checkpoint) once an evaluation reaches the target."""
+  pipeline, target = TASKS[task]
   logdir = root / f'{task}-seed{seed}'
   command = [sys.executable, '-m', 'dreamkit.cli', 'run', str(REPO / pipeline),
              '--logdir', str(logdir), '--steps', str(STEP_BUDGET),
              '-b', f'Pipeline.seed = {seed}', *extra]
   start = time.time()
+  stopped = False
   with open(root / f'{task}-seed{seed}.log', 'w') as log:
-    result = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-  if result.returncode != 0:
-    raise SystemExit(f'{task} seed {seed} failed (exit {result.returncode}); '
+    process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    while process.poll() is None:
+      time.sleep(5)
+      if stop_at_target and not stopped and _best_eval(logdir) >= target:
+        process.send_signal(signal.SIGTERM)
+        stopped = True
+  if process.returncode != 0 and not stopped:
+    raise SystemExit(f'{task} seed {seed} failed (exit {process.returncode}); '
                      f'see {root}/{task}-seed{seed}.log')
   return logdir, time.time() - start
+
+
+def _best_eval(logdir):
+  """The best eval_return in a run's metrics.jsonl so far (-inf before the first)."""
+  best = -math.inf
+  path = logdir / 'metrics.jsonl'
+  if not path.exists():
+    return best
+  for line in path.read_text().splitlines():
+    try:
+      row = json.loads(line)
+    except ValueError:
+      continue  # A line still being written.
+    if row.get('eval_return') is not None:
+      best = max(best, row['eval_return'])
+  return best
 
 
 def summarize(task, seed, logdir, seconds):
@@ -87,6 +115,9 @@ def main():
   parser.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
   parser.add_argument('--seeds', nargs='+', type=int, default=[0])
   parser.add_argument('--root', default='benchmarks/results/learning', type=Path)
+  parser.add_argument('--stop-at-target', action='store_true',
+                      help='Stop each run once an evaluation reaches the target '
+                           '(time to target without the rest of the budget).')
   parser.add_argument('--summarize-only', action='store_true',
                       help='Read finished runs under --root instead of running.')
   parser.add_argument('-b', dest='bindings', action='append', default=[],
@@ -102,7 +133,7 @@ def main():
         rows = pd.read_json(logdir / 'metrics.jsonl', lines=True)
         seconds = float(rows['wall_time'].max())
       else:
-        logdir, seconds = run(task, seed, args.root, extra)
+        logdir, seconds = run(task, seed, args.root, extra, args.stop_at_target)
       summary, evals = summarize(task, seed, logdir, seconds)
       results.append(summary)
       curves.setdefault(task, {})[seed] = evals
