@@ -4,8 +4,10 @@ User errors (a missing file, a gin mistake, an unknown component, a broken plugi
 print one message and exit with code 2; `--debug` shows the traceback instead.
 """
 
+import contextlib
 import functools
 import inspect
+import math
 import os
 import re
 import sys
@@ -16,6 +18,19 @@ import dreamkit
 from dreamkit.errors import UserError
 
 USER_ERROR_EXIT = 2
+_DEBUG_KEY = 'dreamkit.debug'
+
+
+def _set_debug(ctx, param, value):
+  del param
+  if value:
+    ctx.meta[_DEBUG_KEY] = True  # ctx.meta is shared by the group and its commands.
+
+
+# On the group and on every command: `dreamkit --debug config x.gin` and
+# `dreamkit config x.gin --debug` both work.
+_DEBUG = click.option('--debug', is_flag=True, expose_value=False, callback=_set_debug,
+                      help='Show tracebacks for user errors.')
 
 
 def _handle_errors(fn):
@@ -23,7 +38,7 @@ def _handle_errors(fn):
 
   @functools.wraps(fn)
   def wrapper(*args, **kwargs):
-    debug = click.get_current_context().find_root().params.get('debug', False)
+    debug = click.get_current_context().meta.get(_DEBUG_KEY, False)
     try:
       return fn(*args, **kwargs)
     except UserError as e:
@@ -52,6 +67,67 @@ def one_line(error):
   return message
 
 
+def _import_tensorflow_quietly():
+  """Imports TensorFlow with file descriptor 2 on /dev/null, then restores it.
+
+  TensorFlow's C++ start-up writes lines to stderr (absl's 'All log messages before
+  absl::InitializeLog()', cudart_stub's 'Could not find cuda drivers') that
+  TF_CPP_MIN_LOG_LEVEL does not silence; they would come before every one-line
+  error. Only the import is silenced: later errors still reach stderr. The CLI
+  does this, never the library, which must not touch the process's descriptors.
+  """
+  if 'tensorflow' in sys.modules:
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, 'w') as devnull:
+      os.dup2(devnull.fileno(), 2)
+    import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+class _Group(click.Group):
+  """A click group whose usage errors (a bad --steps, an unknown option) are one line.
+
+  click prints the usage and a hint on lines of their own before its 'Error:' line.
+  """
+
+  def make_context(self, *args, **kwargs):  # Parses the group's own options.
+    with _one_line_usage_errors():
+      return super().make_context(*args, **kwargs)
+
+  def invoke(self, ctx):  # Parses the command's options, then runs it.
+    with _one_line_usage_errors():
+      return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors():
+  try:
+    yield
+  except click.UsageError as e:
+    if e.ctx is None or isinstance(e, click.exceptions.NoArgsIsHelpError):
+      raise  # No context to name, or plain `dreamkit`: click prints the help.
+    message = e.format_message().rstrip('.')
+    error = click.UsageError(f"{message}. See '{e.ctx.command_path} --help'.")
+    error.exit_code = e.exit_code
+    raise error from None
+
+
+def _check_steps(ctx, param, value):
+  del ctx, param
+  if value is None:
+    return None
+  if not math.isfinite(value) or value < 1:
+    raise click.BadParameter(
+        f'{value:g} is not a step budget: pass a whole number of agent steps >= 1, '
+        'e.g. --steps 1e5.')
+  return int(value)
+
+
 _PIPELINES = click.argument(
     'pipelines', nargs=-1, required=True, type=click.Path(dir_okay=False))
 _BINDINGS = click.option(
@@ -64,7 +140,8 @@ _TASK = click.option(
     '--task', default=None, metavar='TASK',
     help='The environment: atari:pong, dmc:walker_walk, gym:CartPole-v1, ...')
 _STEPS = click.option(
-    '--steps', default=None, type=float, metavar='N', help='Agent-step budget.')
+    '--steps', default=None, type=float, metavar='N', callback=_check_steps,
+    help='Agent-step budget.')
 
 
 def _run_bindings(bindings, task, steps):
@@ -73,16 +150,27 @@ def _run_bindings(bindings, task, steps):
   if task is not None:
     bindings.append(f'Pipeline.task = {task!r}')
   if steps is not None:
-    bindings.append(f'Pipeline.steps = {int(steps)}')
+    bindings.append(f'Pipeline.steps = {steps}')
   return bindings
 
 
-@click.group(context_settings={'help_option_names': ['-h', '--help']})
+def _load(pipelines, bindings, plugins, task, steps):
+  """config.load for `run` and `config`, with TensorFlow imported quietly first."""
+  from dreamkit import config
+  config.check_files(pipelines)  # A missing file should not wait for TensorFlow.
+  _import_tensorflow_quietly()
+  loaded = config.load(pipelines, _run_bindings(bindings, task, steps), plugins)
+  if task is not None:  # After the plugins, whose envs add prefixes.
+    from dreamkit import envs
+    envs.parse_task(task, source='--task')
+  return loaded
+
+
+@click.group(cls=_Group, context_settings={'help_option_names': ['-h', '--help']})
 @click.version_option(dreamkit.__version__, prog_name='dreamkit')
-@click.option('--debug', is_flag=True, help='Show tracebacks for user errors.')
-def cli(debug):
+@_DEBUG
+def cli():
   """dreamkit: DreamerV2-family world-model RL assembled from gin components."""
-  del debug  # Read by _handle_errors through the click context.
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
@@ -95,12 +183,12 @@ def cli(debug):
 @click.option('--logdir', default=None, type=click.Path(file_okay=False),
               help='Where the run writes; an existing logdir resumes. '
                    'Default: ./logdir/<task>-<time>.')
+@_DEBUG
 @_handle_errors
 def run(pipelines, bindings, plugins, task, steps, logdir):
   """Train: parse PIPELINES (later files override earlier ones) and run."""
-  from dreamkit import config
+  loaded = _load(pipelines, bindings, plugins, task, steps)
   from dreamkit.runner import pipeline
-  loaded = config.load(pipelines, _run_bindings(bindings, task, steps), plugins)
   # Passed only when given, so a `Pipeline.logdir` binding can set it too.
   where = {'logdir': logdir} if logdir else {}
   pipeline.Pipeline(loaded=loaded, **where).run()
@@ -112,11 +200,12 @@ def run(pipelines, bindings, plugins, task, steps, logdir):
 @_PLUGINS
 @_TASK
 @_STEPS
+@_DEBUG
 @_handle_errors
 def config_command(pipelines, bindings, plugins, task, steps):
   """Print the resolved configuration of PIPELINES without running."""
   from dreamkit import config
-  config.load(pipelines, _run_bindings(bindings, task, steps), plugins)
+  _load(pipelines, bindings, plugins, task, steps)
   click.echo(config.resolved_str())
 
 
@@ -124,10 +213,13 @@ def config_command(pipelines, bindings, plugins, task, steps):
 @click.argument('kind', required=False)
 @_PLUGINS
 @click.option('--markdown', is_flag=True,
-              help='Print the reference page docs/components.md is generated from.')
+              help='Print the reference page docs/components.md is generated from '
+                   '(built-in components only).')
+@_DEBUG
 @_handle_errors
 def components(kind, plugins, markdown):
   """List registered components of KIND (all kinds by default)."""
+  _import_tensorflow_quietly()
   from dreamkit import plugins as plugins_lib
   from dreamkit import registry
   plugins_lib.load(plugins)
@@ -163,6 +255,7 @@ def _format_parameter(name, default):
               help='Moving-average window in rows (0: none).')
 @click.option('-o', '--output', default='curves.png', show_default=True,
               type=click.Path(dir_okay=False), help='The PNG to write.')
+@_DEBUG
 @_handle_errors
 def plot(logdirs, key, x_key, smooth, output):
   """Plot KEY against steps from each LOGDIR's metrics.jsonl into a PNG."""

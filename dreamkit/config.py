@@ -13,6 +13,7 @@ import difflib
 import logging
 import re
 import tokenize
+import traceback
 from pathlib import Path
 
 import gin
@@ -36,15 +37,12 @@ def load(files, bindings=(), plugins=(), finalize=True):
   Later files and bindings override earlier ones. Raises ConfigError for every
   mistake a user can make in them.
   """
+  # Before plugins and built-ins: a missing file then never waits for (or prints the
+  # start-up noise of) a TensorFlow import.
+  check_files(files)
   plugin_paths = plugins_lib.load(plugins)
   plugins_lib.load_entry_points()
   registry.load_builtins()
-  # Fail on the first missing file before parsing anything, naming every one missing.
-  missing = [str(f) for f in files if not Path(f).is_file()]
-  if missing:
-    raise ConfigError(
-        f"No such pipeline file: {', '.join(missing)}. Pass the path of a .gin "
-        'file, e.g. pipelines/atari_dreamerv2.gin.')
   for file in files:
     _add_include_dirs(Path(file))
     _parse(lambda file=file: gin.parse_config_file(str(file)), where=f'file {file}')
@@ -54,6 +52,15 @@ def load(files, bindings=(), plugins=(), finalize=True):
   if finalize:
     gin.finalize()
   return Loaded([str(f) for f in files], list(bindings), plugin_paths)
+
+
+def check_files(files):
+  """Raises one ConfigError naming every file in `files` that does not exist."""
+  missing = [str(f) for f in files if not Path(f).is_file()]
+  if missing:
+    raise ConfigError(
+        f"No such pipeline file: {', '.join(missing)}. Pass the path of a .gin "
+        'file, e.g. pipelines/atari_dreamerv2.gin.')
 
 
 class _QuietIncludeSearch(logging.Filter):
@@ -85,26 +92,78 @@ def _parse(parse_fn, where):
   logging.getLogger().addFilter(quiet)
   try:
     parse_fn()
-  except SyntaxError as e:
-    location = e.args[1] if len(e.args) > 1 else None
-    if location is not None and hasattr(location, 'line_num'):
-      raise ConfigError(
-          f'Syntax error in {location.filename}, line {location.line_num}: '
-          f"{e.args[0]} ({location.line_content.strip()!r})") from None
-    raise ConfigError(f'Syntax error in {where}: {e}') from None
-  except tokenize.TokenError as e:
-    line = e.args[1][0] if len(e.args) > 1 else '?'
-    raise ConfigError(
-        f'Syntax error in {where}, line {line}: {e.args[0]} (an unclosed '
-        'bracket or quote?)') from None
-  except ImportError as e:
-    raise ConfigError(
-        f'An import in {where} failed: {_first_lines(e)}. Install the package or '
-        'pass the plugin file with --plugin.') from None
-  except (ValueError, OSError, TypeError) as e:
-    raise ConfigError(explain(e, where)) from None
+  except Exception as e:  # pylint: disable=broad-except
+    message = _parse_error(e, where)
+    if message is None:  # Not a mistake in the config: a bug, shown as one.
+      raise
+    raise ConfigError(message) from None
   finally:
     logging.getLogger().removeFilter(quiet)
+
+
+def _parse_error(error, where):
+  """The one-line message for an error raised while parsing `where`, else None."""
+  failed_import = _failed_gin_import(error)
+  if failed_import is not None:
+    return _import_error(error, *failed_import, where)
+  if isinstance(error, SyntaxError):
+    location = error.args[1] if len(error.args) > 1 else None
+    if location is not None and hasattr(location, 'line_num'):
+      # gin gives no file name for a -b binding: name the binding instead.
+      place = (f'{location.filename}, line {location.line_num}' if location.filename
+               else where)
+      return (f'Syntax error in {place}: {error.args[0]} '
+              f'({location.line_content.strip()!r})')
+    return f'Syntax error in {where}: {error}'
+  if isinstance(error, tokenize.TokenError):
+    line = error.args[1][0] if len(error.args) > 1 else '?'
+    return (f'Syntax error in {where}, line {line}: {error.args[0]} (an unclosed '
+            'bracket or quote?)')
+  if isinstance(error, (ValueError, OSError, TypeError)):
+    return explain(error, where)
+  return None
+
+
+def _failed_gin_import(error):
+  """(statement, frames) if `error` came out of the module a gin `import` line named.
+
+  `frames` is the traceback below gin's import call (the module's frames; importlib
+  drops its own, all of them for a module not found). An error gin raises itself
+  about an import line (a `__gin__` feature) is not included.
+  """
+  node = error.__traceback__
+  while node is not None:
+    code = node.tb_frame.f_code
+    if code.co_name == 'process_import' and code.co_filename == gin.config.__file__:
+      if node.tb_next is None and not isinstance(error, ImportError):
+        return None
+      return node.tb_frame.f_locals.get('statement'), traceback.extract_tb(node.tb_next)
+    node = node.tb_next
+  return None
+
+
+def _import_error(error, statement, frames, where):
+  """A failed `import` line in a .gin file or binding: the module's fault, and where."""
+  location = getattr(statement, 'location', None)
+  if location is not None and location.filename:
+    where = f'{location.filename}, line {location.line_num}'
+  # The innermost module-level line that raised, even through a function it called.
+  module_frames = [frame for frame in frames if not frame.filename.startswith('<')]
+  origin = None
+  if isinstance(error, SyntaxError) and error.filename:
+    origin = error.filename, error.lineno
+  elif module_frames:
+    top_level = [frame for frame in module_frames if frame.name == '<module>']
+    frame = (top_level or module_frames)[-1]
+    origin = frame.filename, frame.lineno
+  if origin is None and isinstance(error, ImportError):  # The module was not found.
+    return (f'An import in {where} failed: {_first_lines(error)}. Install the package '
+            'or pass the plugin file with --plugin.')
+  origin = f' ({origin[0]}, line {origin[1]})' if origin else ''
+  module = getattr(statement, 'module', '?')
+  return (f"Module '{module}' (imported in {where}) failed to import: "
+          f'{type(error).__name__}: {_first_lines(error)}{origin}. Fix the module or '
+          'remove the import line.')
 
 
 def explain(error, where=''):
@@ -135,7 +194,7 @@ def _location(text):
     return f'{match.group(1)}, line {match.group(2)}'
   match = re.search(r'In bindings string line (\d+)\n\s*(.*)', text)
   if match:
-    return f"binding '{match.group(2).strip()}'"
+    return f"binding -b '{match.group(2).strip()}'"
   return None
 
 
@@ -177,10 +236,9 @@ def _unknown_parameter(configurable, parameter, location):
 
 def _all_configurable_names():
   names = set()
-  for selector in gin.config._REGISTRY:  # pylint: disable=protected-access
-    parts = selector.split('.')
-    names.add('.'.join(parts[-2:]) if len(parts) > 1 else selector)
-    names.add(parts[-1])
+  # A gin SelectorMap: iterating it directly indexes it with 0, 1, ... (KeyError).
+  for selector, _ in gin.config._REGISTRY.items():  # pylint: disable=protected-access
+    names.add(short_name(selector))
   return sorted(names)
 
 

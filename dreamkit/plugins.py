@@ -33,7 +33,11 @@ def module_name(path):
 
 
 def load(paths):
-  """Imports each plugin file once; returns their resolved paths in order."""
+  """Imports each plugin file once; returns their resolved paths, first order, no repeats.
+
+  The list is what a run records (plugins.json) and hands its workers, so a file
+  passed twice (or under two spellings of its path) appears once.
+  """
   resolved = []
   for path in paths:
     path = Path(path).expanduser()
@@ -47,7 +51,8 @@ def load(paths):
         raise ConfigError(
             f'Two plugin files share the name {path.stem}: {_loaded_files[name]} and '
             f'{path}. Rename one; plugins are imported as {PACKAGE}.<file name>.')
-      resolved.append(str(path))
+      if str(path) not in resolved:
+        resolved.append(str(path))
       continue
     _import_file(name, path)
     _loaded_files[name] = path

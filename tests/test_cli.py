@@ -1,5 +1,6 @@
 """The command line: help, components, config, plugins and every user error."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from dreamkit import cli
 from dreamkit import config
+from dreamkit.errors import ConfigError
 
 PLUGIN = textwrap.dedent('''
     """A plugin that lives outside the repository."""
@@ -166,7 +168,90 @@ def test_unknown_kind_for_components():
 
 def test_debug_shows_traceback():
   result = CliRunner().invoke(cli.cli, ['--debug', 'config', 'no/such.gin'])
-  assert result.exit_code != 0 and result.exception is not None
+  assert isinstance(result.exception, ConfigError), result.output
+
+
+def test_debug_after_the_command(pipeline):
+  result = invoke('config', 'no/such.gin', '--debug')
+  assert isinstance(result.exception, ConfigError), result.output
+  result = invoke('run', str(pipeline), '-b', 'Pipeline.stepz = 1', '--debug')
+  assert isinstance(result.exception, ConfigError), result.output
+
+
+def test_misspelled_name_that_is_not_kind_dot_name(tmp_path, pipeline):
+  result = invoke('config', str(pipeline), '-b', 'WorldModl.kl_free = 1.0')
+  assert_user_error(result, "Unknown component 'WorldModl'", 'Did you mean: WorldModel',
+                    "binding -b 'WorldModl.kl_free = 1.0'")
+  path = tmp_path / 'singular.gin'
+  path.write_text('Pipeline.steps = 10\nWorldModel.encoder = @encoder.DreamerEncoder()\n')
+  assert_user_error(invoke('config', str(path)), "Unknown component 'encoder.DreamerEncoder'",
+                    'singular.gin, line 2', 'Did you mean: encoders.DreamerEncoder')
+
+
+def test_gin_import_of_a_module_that_raises(tmp_path, monkeypatch):
+  (tmp_path / 'dk_test_raising_module.py').write_text('import os\n\nx = 1 / 0\n')
+  monkeypatch.syspath_prepend(str(tmp_path))
+  path = tmp_path / 'imports.gin'
+  path.write_text('Pipeline.steps = 10\nimport dk_test_raising_module\n')
+  assert_user_error(invoke('config', str(path)), "Module 'dk_test_raising_module'",
+                    'imports.gin, line 2', 'ZeroDivisionError: division by zero',
+                    'dk_test_raising_module.py, line 3')
+
+
+def test_gin_import_of_a_missing_module(tmp_path):
+  path = tmp_path / 'missing_import.gin'
+  path.write_text('import dk_test_no_such_module\n')
+  assert_user_error(invoke('config', str(path)), 'missing_import.gin, line 1',
+                    "No module named 'dk_test_no_such_module'", 'Install the package')
+
+
+def test_syntax_error_in_a_binding_names_the_binding(pipeline):
+  result = invoke('config', str(pipeline), '-b', 'Pipeline.prefill == 3')
+  assert_user_error(result, "Syntax error in binding -b 'Pipeline.prefill == 3'")
+  assert 'None' not in result.stderr
+
+
+@pytest.mark.parametrize('steps', ['nan', 'inf', '-inf', '0', '-5'])
+def test_steps_must_be_a_finite_count(pipeline, steps):
+  result = invoke('run', str(pipeline), '--steps', steps)
+  assert_user_error(result, "Invalid value for '--steps'", '>= 1')
+
+
+def test_steps_shortcut_becomes_an_int_binding(pipeline):
+  result = invoke('config', str(pipeline), '--steps', '1e3')
+  assert result.exit_code == 0, result.output
+  assert 'Pipeline.steps = 1000' in result.output
+
+
+def test_task_prefix_is_checked(pipeline):
+  result = invoke('config', str(pipeline), '--task', 'gymm:CartPole-v1')
+  assert_user_error(result, "Unknown env prefix 'gymm' in --task 'gymm:CartPole-v1'",
+                    "Did you mean 'gym:CartPole-v1'",
+                    'Available prefixes: atari, dmc, fake, gym')
+
+
+def _console(*args, cwd):
+  # As a user runs it: no TF_CPP_MIN_LOG_LEVEL set (it does not silence TF's C++
+  # start-up lines anyway).
+  env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+  return subprocess.run([sys.executable, '-m', 'dreamkit.cli', *args], capture_output=True,
+                        text=True, cwd=cwd, env=env, timeout=240)
+
+
+def assert_one_stderr_line(result, fragment):
+  assert result.returncode == 2, (result.returncode, result.stderr)
+  assert len(result.stderr.splitlines()) == 1, result.stderr
+  assert result.stderr.startswith('Error') and fragment in result.stderr, result.stderr
+
+
+def test_console_error_is_one_line_for_a_missing_file(tmp_path):
+  assert_one_stderr_line(_console('config', 'missing.gin', cwd=tmp_path), 'missing.gin')
+
+
+def test_console_error_is_one_line_with_tensorflow_loaded(tmp_path, pipeline):
+  # TensorFlow's C++ start-up lines would come before the message.
+  result = _console('config', str(pipeline), '-b', 'WorldModl.kl_free = 1.0', cwd=tmp_path)
+  assert_one_stderr_line(result, 'Did you mean: WorldModel')
 
 
 def test_unused_binding_is_reported(pipeline):

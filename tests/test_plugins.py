@@ -41,6 +41,18 @@ def test_file_plugin_loads_once_under_a_stable_name(tmp_path):
   assert 'FileRouteSink' in registry.get_registry('outputs')
 
 
+def test_a_file_passed_twice_is_listed_once(tmp_path, monkeypatch):
+  path = tmp_path / 'twice.py'
+  path.write_text(OUTPUT_PLUGIN.format(name='TwiceSink'))
+  monkeypatch.chdir(tmp_path)
+  expected = [str(path.resolve())]
+  assert plugins.load([path, 'twice.py', path]) == expected
+  pipeline = tmp_path / 'p.gin'
+  pipeline.write_text('Pipeline.steps = 10\n')
+  # What a run writes to plugins.json and hands its workers.
+  assert config.load([pipeline], plugins=[path, path]).plugins == expected
+
+
 def test_two_files_with_one_name_are_refused(tmp_path):
   first, second = tmp_path / 'a' / 'same.py', tmp_path / 'b' / 'same.py'
   for index, path in enumerate((first, second)):

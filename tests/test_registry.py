@@ -4,6 +4,7 @@ import gin
 import pytest
 
 import dreamkit
+from dreamkit import envs
 from dreamkit import registry
 from dreamkit.errors import ConfigError
 from dreamkit.outputs import Output
@@ -79,3 +80,28 @@ def test_registering_after_parse_is_an_error():
     pass
   with pytest.raises(ConfigError, match='Load plugins before parsing'):
     dreamkit.register('outputs', name='LateSink')(Late)
+
+
+def test_components_page_lists_builtins_only(registered_sink):
+  page = registry.markdown()
+  assert 'outputs.TestRegistrySink' not in page
+  assert 'outputs.JSONL' in page
+
+
+def test_duplicate_env_prefix_is_rejected():
+  class ShadowGym(envs.Env):
+    """An env that claims the built-in gym prefix."""
+    prefix = 'gym'
+
+    def reset(self):
+      pass
+
+    def step(self, action):
+      pass
+
+  with pytest.raises(ValueError, match=r"prefix 'gym' is taken by envs\.Gym "
+                     r"\(dreamkit\.envs\.gym\.Gym\)") as caught:
+    dreamkit.register('envs')(ShadowGym)
+  assert 'ShadowGym' in str(caught.value)
+  assert 'ShadowGym' not in envs.registry
+  assert envs.prefixes()['gym'] == 'Gym'

@@ -18,7 +18,23 @@ from dreamkit.envs.base import Env
 from dreamkit.errors import UserError
 from dreamkit.registry import Registry
 
-registry = Registry('envs', Env)
+
+def _check_prefix(cls, name):
+  """Refuses an env class whose `prefix` another registered class already has.
+
+  Otherwise `prefix:name` tasks would pick one of the two silently, by name order.
+  """
+  prefix = getattr(cls, 'prefix', None)
+  for entry in registry.entries():
+    if prefix and entry.cls.prefix == prefix:
+      raise ValueError(
+          f"Cannot register {cls.__module__}.{cls.__qualname__} as envs.{name}: its "
+          f"prefix '{prefix}' is taken by envs.{entry.name} "
+          f'({entry.cls.__module__}.{entry.cls.__qualname__}). Set another prefix '
+          "in the class (prefix = '...'); tasks are chosen by it.")
+
+
+registry = Registry('envs', Env, check=_check_prefix)
 
 # The built-ins register themselves with `registry` on import.
 from dreamkit.envs.atari import Atari  # noqa: E402
@@ -42,16 +58,15 @@ def prefixes():
   return result
 
 
-def make(task, **overrides):
-  """Builds the env for `task` = 'prefix:name' with its gin-configured constructor.
+def parse_task(task, source='task'):
+  """Checks `task` = 'prefix:name' against the registered prefixes; (class name, name).
 
-  `overrides` are constructor arguments that win over gin bindings (for example
-  `seed=3` for the third parallel copy).
+  `source` says where the task came from in the messages (`--task`).
   """
   if not isinstance(task, str) or ':' not in task:
     raise UserError(
-        f"Task {task!r} is not of the form 'prefix:name' (for example 'atari:pong', "
-        "'dmc:walker_walk', 'gym:CartPole-v1'). Prefixes: "
+        f"{source.capitalize()} {task!r} is not of the form 'prefix:name' (for example "
+        "'atari:pong', 'dmc:walker_walk', 'gym:CartPole-v1'). Prefixes: "
         f"{', '.join(sorted(prefixes()))}.")
   prefix, name = task.split(':', 1)
   available = prefixes()
@@ -59,11 +74,23 @@ def make(task, **overrides):
     close = difflib.get_close_matches(prefix, list(available), n=1, cutoff=0.3)
     hint = f" Did you mean '{close[0]}:{name}'?" if close else ''
     raise UserError(
-        f"Unknown env prefix '{prefix}' in task '{task}'.{hint} "
+        f"Unknown env prefix '{prefix}' in {source} '{task}'.{hint} "
         f"Available prefixes: {', '.join(sorted(available))}.")
   if not name:
-    raise UserError(f"Task '{task}' names no {prefix} task after the colon.")
-  env = registry.configured(available[prefix])(task=name, **overrides)
+    raise UserError(
+        f"{source.capitalize()} '{task}' names no {prefix} task after the colon, e.g. "
+        f"'{prefix}:<name>'.")
+  return available[prefix], name
+
+
+def make(task, **overrides):
+  """Builds the env for `task` = 'prefix:name' with its gin-configured constructor.
+
+  `overrides` are constructor arguments that win over gin bindings (for example
+  `seed=3` for the third parallel copy).
+  """
+  class_name, name = parse_task(task)
+  env = registry.configured(class_name)(task=name, **overrides)
   try:
     check_spaces(env, task)
   except UserError:
@@ -98,5 +125,5 @@ def check_spaces(env, task):
         '(dreamkit.envs.wrappers.continuous_space(d)).')
 
 
-__all__ = ['Env', 'registry', 'is_discrete', 'make', 'check_spaces', 'prefixes',
-           'Atari', 'DMC', 'Fake', 'Gym', 'ParallelEnvs']
+__all__ = ['Env', 'registry', 'is_discrete', 'make', 'parse_task', 'check_spaces',
+           'prefixes', 'Atari', 'DMC', 'Fake', 'Gym', 'ParallelEnvs']
