@@ -49,6 +49,11 @@ class Agent(keras.layers.Layer):
                eval_noise=0.0, compile=True, jit_compile=False):  # pylint: disable=redefined-builtin
     super().__init__(name='agent')
     check_space(act_space, 'Agent')
+    if jit_compile and keras.mixed_precision.global_policy().compute_dtype == 'float16':
+      raise ConfigError(
+          'Agent.jit_compile = True does not work with precision 16 (mixed_float16): '
+          "Keras' LossScaleOptimizer fails inside XLA. Set Pipeline.precision = 'bf16' "
+          'or 32, or Agent.jit_compile = False.')
     self.obs_space = obs_space
     self.act_space = act_space
     self.step = step

@@ -183,6 +183,14 @@ def test_bad_mode_and_bad_behavior(discrete_agent):
     make_agent(DISCRETE, image=False, compile=False, expl_behavior='plan2explore')
 
 
+def test_xla_with_float16_loss_scaling_is_refused():
+  from dreamkit import precision
+  from dreamkit.errors import UserError
+  precision.set_precision(16, float16_anyway=True)  # The GPU policy; conftest resets it.
+  with pytest.raises(UserError, match='jit_compile'):
+    make_agent(DISCRETE, image=False, jit_compile=True)
+
+
 def test_checkpoint_restores_every_agent_variable(tmp_path):
   first = make_agent(DISCRETE, compile=False)
   second = make_agent(DISCRETE, compile=False)

@@ -14,6 +14,7 @@ class Output:
       output.text('config', config_text)          # once, at the start
       output.write(step, {'train_return': 12.0, 'model_loss': 3.1})
       output.video(step, 'openl_image', frames)   # frames uint8 [T, H, W, C]
+      output.progress(step, {'frames': 4800})      # live counters, ~1/s
       output.flush()                              # e.g. before saving a checkpoint
       output.close()
 
@@ -32,6 +33,10 @@ class Output:
 
   def text(self, name, text):
     """Optional: a text record, such as the run's config."""
+
+  def progress(self, step, counters):
+    """Optional: live counters between rows (`frames`, `train_steps`,
+    `steps_budget`), about once a second; e.g. for a status line."""
 
   def flush(self):
     """Optional: make everything written so far durable."""

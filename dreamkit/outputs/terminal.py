@@ -9,7 +9,7 @@ from dreamkit.outputs import registry
 from dreamkit.outputs.base import Output
 
 # Counters and rates the status line shows; every other key is a result.
-PROGRESS_KEYS = ('steps_budget', 'frames', 'train_steps', 'fps', 'train_fps')
+PROGRESS_KEYS = ('steps_budget', 'frames', 'train_steps', 'fps', 'step_fps', 'train_fps')
 
 # Shortest time between two redraws of the TTY status line for progress-only rows:
 # redrawing on every env step would cost more than it shows.
@@ -104,7 +104,7 @@ class Terminal(Output):
       return 12 | eval 15.5 | ETA 10m00s   (one line)
 
   A row with results (any key besides the progress counters `steps_budget`,
-  `frames`, `train_steps`, `fps`, `train_fps`) also prints a permanent line:
+  `frames`, `train_steps`, `fps`, `step_fps`, `train_fps`) also prints a permanent line:
 
       [1,200] train_return 12 / train_length 180 / model_loss 3.1 / kl_loss 1.02 / ...
 
@@ -180,6 +180,10 @@ class Terminal(Output):
         now - self._last_plain >= self._interval):
       self._last_plain = now
       self._write_plain(step, metrics, results)
+
+  def progress(self, step, counters):
+    """Live counters between rows: the status line moves (throttled as `write`)."""
+    self.write(step, {key: counters[key] for key in PROGRESS_KEYS if key in counters})
 
   def _write_tty(self, step, metrics, results):
     width = max(20, shutil.get_terminal_size((100, 24)).columns - 1)

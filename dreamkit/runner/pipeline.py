@@ -41,6 +41,13 @@ class Interrupted(Exception):
   """SIGTERM arrived: stop like Ctrl-C, saving a checkpoint first."""
 
 
+# Exit codes of a run stopped by a signal (after its checkpoint), as shells report
+# them, so a scheduler can tell a stopped run from a finished one.
+EXIT_CTRL_C = 128 + signal.SIGINT     # 130
+EXIT_SIGTERM = 128 + signal.SIGTERM   # 143
+PROGRESS_SECONDS = 1.0                # between live progress updates to the outputs
+
+
 @gin.configurable
 class Pipeline:
   """Builds env(s), replay, agent and outputs from gin and runs the training loop.
@@ -102,22 +109,39 @@ class Pipeline:
         raise ConfigError(f'Pipeline.{name} must be at least 1, got {getattr(self, name)}.')
 
   def run(self):
-    """Trains until `steps` agent steps; Ctrl-C or SIGTERM saves and stops."""
-    self._setup()
+    """Trains until `steps` agent steps; Ctrl-C or SIGTERM saves and stops.
+
+    A stopped run exits with 130 (Ctrl-C) or 143 (SIGTERM) after its checkpoint.
+    """
+    # Set before anything can fail: _close() saves only a checkpoint worth keeping.
+    self.checkpoint = None
+    self._resumable = False
+    exit_code = None
     try:
+      self._setup()
       self._loop()
-    except (KeyboardInterrupt, Interrupted):
-      print('\nInterrupted: saving a checkpoint before exiting.')
+    except KeyboardInterrupt:
+      print('\nInterrupted (Ctrl-C): saving a checkpoint before exiting.')
+      exit_code = EXIT_CTRL_C
+    except Interrupted:
+      print('\nInterrupted (SIGTERM): saving a checkpoint before exiting.')
+      exit_code = EXIT_SIGTERM
     finally:
       self._close()
+    if exit_code is not None:
+      raise SystemExit(exit_code)
 
   # --- Set-up, in the order things depend on each other -------------------------
 
   def _setup(self):
     self.logdir.mkdir(parents=True, exist_ok=True)
-    config_lib.save(self.logdir, 'config.gin')
+    self.has_checkpoint = (self.logdir / 'checkpoints' / 'checkpoint').exists()
+    if not self.has_checkpoint:
+      # A resumed run keeps the config.gin it was started with until the checkpoint
+      # is restored: a refused restore must leave the run's own record in place.
+      config_lib.save(self.logdir, 'config.gin')
     (self.logdir / 'plugins.json').write_text(json.dumps(self.loaded.plugins, indent=1))
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
     tf.random.set_seed(self.seed)
     self.rng = checkpoint_lib.numpy_rng(self.seed)
     # The policy must be set before any layer is built.
@@ -145,6 +169,7 @@ class Pipeline:
     self.driver.on_episode(self._log_train_episode)
     self.clock = {'time': time.time(), 'step': 0, 'updates': 0}
     self.start_time = time.time()
+    self.last_progress = 0.0
 
   def _make_envs(self, num, seed):
     if self.parallel:
@@ -156,26 +181,31 @@ class Pipeline:
   # --- The loop -------------------------------------------------------------------
 
   def _loop(self):
-    has_checkpoint = (self.logdir / 'checkpoints' / 'checkpoint').exists()
-    if not has_checkpoint:
+    if not self.has_checkpoint:
       self._prefill()
     self.dataset = iter(self.replay.dataset(self.batch_size, self.batch_length))
     self.agent = gin.get_configurable(Agent)(self.obs_space, self.act_space, self.step)
     self.train_state = None
     self._train_once()  # Builds every variable before restoring or pretraining.
+    self._after_first_update()
     self.checkpoint = checkpoint_lib.Checkpoint(
         self.logdir / 'checkpoints', self.rng, self.agent, step=self.step,
         updates=self.updates, episodes=self.episodes)
-    if self.checkpoint.restore():
+    if self.checkpoint.restore():  # A UserError if another config wrote it.
+      config_lib.save(self.logdir, 'config.gin')
       print(f'Resumed from {self.checkpoint.latest} at step {int(self.step)}.')
+      self._resumable = True
     else:
+      self._resumable = True
       for _ in range(self.pretrain):
         self._train_once()
-    self._after_first_update()
 
     should_train = Every(self.train_every, int(self.step))
     should_log = Every(self.log_every, int(self.step))
+    # As the reference, evaluate once before collecting (after pretrain or a resume),
+    # then every `eval_every` agent steps.
     should_eval = Every(self.eval_every, int(self.step)) if self.eval_eps else None
+    evaluated = False
     should_video = Every(self.video_every, int(self.step)) if self.video_every else None
     should_save = Every(self.checkpoint_every, int(self.step))
 
@@ -196,12 +226,13 @@ class Pipeline:
       if should_video and should_video(step):
         self._write_videos(step)
       if should_save(step):
-        self.checkpoint.save()
+        self._save()
 
     self.driver.on_step(train_and_log)
     while int(self.step) < self.steps:
-      if should_eval and should_eval(int(self.step)):
+      if should_eval and (should_eval(int(self.step)) or not evaluated):
         self._evaluate()
+        evaluated = True
       # Collect in slices so evaluation happens on schedule.
       until = self.steps if not should_eval else min(
           self.steps, int(self.step) + self.eval_every)
@@ -226,6 +257,23 @@ class Pipeline:
     for key, value in metrics.items():
       self.metrics[key].append(float(np.mean(value)))
 
+  def _save(self):
+    # Outputs first: after a crash, the metrics never lag behind the checkpoint.
+    for output in self.outputs:
+      output.flush()
+    self.checkpoint.save()
+
+  def _progress(self, step):
+    """Live counters for the outputs that show progress (the terminal's status line)."""
+    now = time.time()
+    if now - self.last_progress < PROGRESS_SECONDS:
+      return
+    self.last_progress = now
+    counters = {'frames': step * self.action_repeat, 'train_steps': int(self.updates),
+                'steps_budget': self.steps}
+    for output in self.outputs:
+      output.progress(step, counters)
+
   def _after_first_update(self):
     config_lib.save(self.logdir, 'operative_config.gin', operative=True)
     unused = config_lib.unused_bindings()
@@ -237,10 +285,12 @@ class Pipeline:
                  'scope, or a component that is not used): ' + ', '.join(unused))
       print(message)
       (self.logdir / 'unused_bindings.txt').write_text('\n'.join(unused) + '\n')
-    inactive = config_lib.inactive_alternatives()
+    inactive = collections.Counter(
+        name.rsplit('.', 1)[0] for name in config_lib.inactive_alternatives())
     if inactive:
-      print('Note: bindings of components this run replaced by another of the same '
-            f"kind are inactive: {', '.join(inactive)}")
+      listed = ', '.join(f'{name} ({count})' for name, count in sorted(inactive.items()))
+      print(f'Note: bound but not built in this run (another component of the same '
+            f'kind is used): {listed}.')
 
   # --- Counters and metrics -------------------------------------------------------
 
@@ -248,6 +298,7 @@ class Pipeline:
     del worker
     if not transition['is_first']:
       self.step.assign_add(1)
+      self._progress(int(self.step))
 
   def _log_train_episode(self, episode, worker):
     """A row per finished training episode, as the reference logs them."""
@@ -263,12 +314,17 @@ class Pipeline:
   def _write_row(self, step):
     now = time.time()
     elapsed = max(now - self.clock['time'], 1e-9)
-    row = {key: float(np.mean(values)) for key, values in self.metrics.items() if values}
+    row = {
+        # Counters (`*_skipped`) are totals: their latest value, not a window mean.
+        key: float(values[-1] if key.endswith('_skipped') else np.mean(values))
+        for key, values in self.metrics.items() if values}
     if not row:
       return  # Nothing trained since the last row.
+    steps = step - self.clock['step']
     row.update(
         frames=step * self.action_repeat,
-        fps=(step - self.clock['step']) / elapsed,
+        fps=steps * self.action_repeat / elapsed,  # frames/s, as the reference logs
+        step_fps=steps / elapsed,                  # agent steps/s
         train_fps=(int(self.updates) - self.clock['updates']) / elapsed,
         train_steps=int(self.updates), episodes=int(self.episodes),
         replay_steps=int(self.replay.stats['steps']), steps_budget=self.steps,
@@ -294,14 +350,18 @@ class Pipeline:
         returns.append(float(np.sum(ep['reward']))), lengths.append(len(ep['reward']) - 1)))
     policy = lambda obs, state: self.agent.policy(obs, state, mode='eval')
     driver(policy, episodes=self.eval_eps)
+    # Envs run in lock step, so several copies may finish more than eval_eps episodes.
+    returns, lengths = returns[:self.eval_eps], lengths[:self.eval_eps]
+    step = int(self.step)
     row = {'eval_return': float(np.mean(returns)), 'eval_length': float(np.mean(lengths)),
-           'wall_time': time.time() - self.start_time}
-    self._emit(int(self.step), row)
+           'frames': step * self.action_repeat, 'wall_time': time.time() - self.start_time}
+    self._emit(step, row)
 
   def _close(self):
-    checkpoint = getattr(self, 'checkpoint', None)
-    if checkpoint is not None:
-      checkpoint.save()
+    # Only a restored or freshly trained agent is saved: after a refused restore the
+    # agent is untrained, and saving it would push the run's checkpoints out.
+    if self.checkpoint is not None and self._resumable:
+      self._save()
     for output in getattr(self, 'outputs', []):
       output.close()
     for envs in (getattr(self, 'train_envs', None), getattr(self, 'eval_envs', None)):
@@ -310,6 +370,8 @@ class Pipeline:
     replay = getattr(self, 'replay', None)
     if replay is not None and hasattr(replay, 'close'):
       replay.close()
+    if getattr(self, '_previous_sigterm', None) is not None:
+      signal.signal(signal.SIGTERM, self._previous_sigterm)
 
 
 def _video_grid(video):

@@ -1,0 +1,99 @@
+"""The pipeline's loop in this process, at debug sizes on the fake env: the order of
+prefill, evaluation and training, the rows it writes, and what stopping keeps."""
+
+import os
+import signal
+from pathlib import Path
+
+import gin
+import pytest
+
+from dreamkit import config
+from dreamkit.errors import UserError
+from dreamkit.outputs import Output
+from dreamkit.runner.pipeline import EXIT_SIGTERM, Pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+PREFILL, STEPS, TRAIN_EVERY = 40, 80, 10  # Fake episodes last <= 20 steps.
+
+
+class Recorder(Output):
+  """Keeps every row and progress call; optionally SIGTERMs this process at a step."""
+
+  def __init__(self, logdir, kill_at=None):
+    del logdir
+    self.rows, self.progress_calls, self.kill_at = [], [], kill_at
+
+  def write(self, step, metrics):
+    self.rows.append(dict(metrics, step=step))
+    if self.kill_at is not None and step >= self.kill_at and 'train_return' in metrics:
+      self.kill_at = None
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  def progress(self, step, counters):
+    self.progress_calls.append((step, counters))
+
+
+def pipeline(logdir, bindings=(), **kwargs):
+  """A Pipeline of the fake env at debug sizes, recording its rows."""
+  gin.clear_config()
+  fake = logdir.parent / 'fake.gin'
+  fake.write_text(
+      f"include '{REPO / 'pipelines' / 'dreamerv2_defaults.gin'}'\n"
+      "Pipeline.task = 'fake:discrete'\nMLP_KEYS = 'vector'\nCNN_KEYS = '$^'\n"
+      'envs.Fake.image = False\n')
+  config.load([fake, REPO / 'pipelines' / 'debug.gin'], [
+      f'Pipeline.prefill = {PREFILL}', f'Pipeline.steps = {STEPS}',
+      f'Pipeline.train_every = {TRAIN_EVERY}', 'Pipeline.eval_every = 20',
+      'Pipeline.log_every = 20', 'Pipeline.video_every = 0',
+      'Pipeline.checkpoint_every = 1000', *bindings])
+  recorder = Recorder(logdir, **kwargs)
+  return gin.get_configurable(Pipeline)(
+      logdir=logdir, outputs=[lambda _: recorder]), recorder
+
+
+def checkpoint_files(logdir):
+  directory = logdir / 'checkpoints'
+  return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
+
+
+def test_loop_rows_and_a_refused_resume(tmp_path):
+  logdir = tmp_path / 'run'
+  run, recorder = pipeline(logdir)
+  run.run()
+  rows = recorder.rows
+  evals = [row for row in rows if 'eval_return' in row]
+  # The first evaluation comes right after prefill and pretrain, before collecting.
+  assert evals[0]['step'] == PREFILL
+  assert [row['step'] for row in evals][:3] == [40, 60, 80]
+  assert all(row['frames'] == row['step'] for row in evals)  # Fake: action repeat 1.
+  logs = [row for row in rows if 'model_loss' in row]
+  # One building update, `pretrain` 1, then one every TRAIN_EVERY steps after prefill.
+  assert logs[-1]['train_steps'] == 2 + (STEPS - PREFILL) // TRAIN_EVERY
+  assert logs[-1]['step'] == STEPS
+  assert {'fps', 'step_fps', 'train_fps', 'frames', 'model_skipped'} <= set(logs[-1])
+  assert recorder.progress_calls and recorder.progress_calls[0][0] <= PREFILL
+  assert (logdir / 'operative_config.gin').exists()
+
+  # Another architecture on the same logdir is refused, and nothing of the run's
+  # is overwritten: not its checkpoints, not its config.gin.
+  saved, config_text = checkpoint_files(logdir), (logdir / 'config.gin').read_text()
+  other, _ = pipeline(logdir, ['DETER = 24'])
+  with pytest.raises(UserError, match='different configuration'):
+    other.run()
+  assert checkpoint_files(logdir) == saved
+  assert (logdir / 'config.gin').read_text() == config_text
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  logdir = tmp_path / 'run'
+  before = signal.getsignal(signal.SIGTERM)
+  run, _ = pipeline(logdir, kill_at=PREFILL + 5)
+  with pytest.raises(SystemExit) as stopped:
+    run.run()
+  assert stopped.value.code == EXIT_SIGTERM
+  path = tf.train.latest_checkpoint(str(logdir / 'checkpoints'))
+  step = int(tf.train.load_checkpoint(path).get_tensor('step/.ATTRIBUTES/VARIABLE_VALUE'))
+  assert PREFILL + 5 <= step < STEPS
+  assert signal.getsignal(signal.SIGTERM) == before  # The handler is put back.
