@@ -74,7 +74,23 @@ def test_swapped_alternative_is_quiet(tmp_path):
   build_everything([
       REPO / 'pipelines' / 'atari_dreamerv2.gin', REPO / 'pipelines' / 'debug.gin'],
       tmp_path)
-  assert config.inactive_alternatives() == []
+  inactive = config.inactive_alternatives()
+  assert 'dynamics.GaussianRSSM.deter' in inactive
+  assert not any(name.startswith('dynamics.CategoricalRSSM') for name in inactive)
+
+
+@pytest.mark.parametrize('files,bindings', [
+    (['atari_dreamerv2_gaussian.gin'], []),
+    (['atari_dreamerv2.gin'], ['WorldModel.dynamics = @dynamics.GaussianRSSM()']),
+])
+def test_gaussian_swap_is_one_line_with_the_suite_sizes(files, bindings):
+  # Both ways of the ablation build the Atari sizes (600 / 600 / 32), not the
+  # class defaults (1024).
+  config.load([REPO / 'pipelines' / name for name in files], bindings)
+  dynamics = gin.query_parameter('WorldModel.dynamics').scoped_configurable_fn()
+  assert type(dynamics).__name__ == 'GaussianRSSM'
+  assert (dynamics.deter, dynamics.hidden, dynamics.stoch) == (600, 600, 32)
+  assert dynamics.min_std == 0.1
 
 
 def test_misspelled_scope_is_reported(tmp_path):
