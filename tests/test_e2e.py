@@ -77,9 +77,9 @@ def test_vector_env_trains_through_the_cli_with_parallel_envs(tmp_path):
   assert rows['step'].max() == 400
 
 
-def checkpoint_step(logdir):
+def checkpoint_step(logdir, counter='step'):
   path = tf.train.latest_checkpoint(str(logdir / 'checkpoints'))
-  return int(tf.train.load_checkpoint(path).get_tensor('step/.ATTRIBUTES/VARIABLE_VALUE'))
+  return int(tf.train.load_checkpoint(path).get_tensor(f'{counter}/.ATTRIBUTES/VARIABLE_VALUE'))
 
 
 def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
@@ -109,6 +109,7 @@ def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
     log.close()
   assert process.returncode == -signal.SIGKILL
   saved = checkpoint_step(logdir)
+  saved_updates = checkpoint_step(logdir, 'updates')
   episodes = sorted(path.name for path in (logdir / 'replay').glob('*.h5'))
   assert saved >= 100 and episodes
 
@@ -121,6 +122,9 @@ def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
   rows = pd.read_json(logdir / 'metrics.jsonl', lines=True)
   assert rows['step'].max() == saved + 100
   assert checkpoint_step(logdir) == saved + 100
+  # The update counter continued too: one building update (its result is replaced
+  # by the restore), then one every train_every (debug: 10) steps.
+  assert checkpoint_step(logdir, 'updates') == saved_updates + 100 // 10
 
 
 def test_plugin_outside_the_repo_trains_through_the_cli(tmp_path):

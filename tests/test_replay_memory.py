@@ -84,7 +84,8 @@ def test_capacity_evicts_the_oldest_episodes():
     replay.add_episode(episode(10, index))
     assert replay.stats['steps'] <= 25
   assert replay.stats == {
-      'steps': 20, 'episodes': 2, 'total_steps': 60, 'total_episodes': 6}
+      'steps': 20, 'episodes': 2, 'total_steps': 60, 'total_episodes': 6,
+      'skipped_episodes': 0}
   kept = {int(replay._episodes[key]['reward'][0]) // 100
           for key in replay._index.keys()}
   assert kept == {4, 5}
@@ -100,10 +101,13 @@ def test_capacity_keeps_the_newest_episode_even_when_longer():
   assert replay.stats['steps'] == 8
 
 
-def test_short_episodes_are_not_stored():
+def test_short_episodes_are_not_stored_and_said_once():
   replay = memory.MemoryReplay(minlen=5, maxlen=5)
-  replay.add_episode(episode(4))
-  assert replay.stats['episodes'] == 0
+  with pytest.warns(UserWarning, match='shorter than minlen 5') as record:
+    replay.add_episode(episode(4))
+    replay.add_episode(episode(3))
+  assert len(record) == 1 and 'MemoryReplay.minlen' in str(record[0].message)
+  assert replay.stats['episodes'] == 0 and replay.stats['skipped_episodes'] == 2
 
 
 def test_ongoing_episodes_are_sampled_only_when_enabled():

@@ -6,7 +6,7 @@ A store calls `_setup_index(...)` in its constructor and implements three things
 the minlen rule, sampling, the tf.data pipeline and the basic stats live here once.
 """
 
-import logging
+import warnings
 
 import numpy as np
 
@@ -26,6 +26,7 @@ class IndexedReplay(base.Replay):
     self._index = sampling.EpisodeIndex(capacity, self._minlen, ongoing)
     self._seeds = np.random.SeedSequence(seed)
     self._signature = None
+    self._skipped = 0
 
   def add_step(self, step, worker=0):
     episode = self._index.add_step(step, worker)
@@ -36,7 +37,16 @@ class IndexedReplay(base.Replay):
     episode = {key: sampling.convert(value) for key, value in episode.items()}
     length = sampling.episode_length(episode)
     if length < self._minlen:
-      logging.info('Replay: skipping an episode of %d < minlen steps.', length)
+      # The reference's rule. Said once, loudly: an env whose episodes are mostly
+      # shorter than minlen leaves the agent training on the few long ones.
+      self._skipped += 1
+      if self._skipped == 1:
+        warnings.warn(
+            f'Replay: an episode of {length} steps is shorter than minlen '
+            f'{self._minlen} and is not stored, nor is any later one that short '
+            "(the store's stats count them as 'skipped_episodes'). For an env with "
+            f'short episodes lower the minlen, e.g. replays.{type(self).__name__}'
+            '.minlen = 1.', stacklevel=2)
       return
     self._store(episode, length)
 
@@ -66,6 +76,7 @@ class IndexedReplay(base.Replay):
           'episodes': self._index.episodes,
           'total_steps': self._index.total_steps,
           'total_episodes': self._index.total_episodes,
+          'skipped_episodes': self._skipped,
           **self._extra_stats(),
       }
 
