@@ -154,6 +154,7 @@ class ActorCritic(keras.layers.Layer):
     reward = traj['reward']
     disc = tf.cast(traj['discount'], tf.float32)
     value = tf.cast(self.target_critic(traj['feat']).mode(), tf.float32)
+    traj['target_value'] = value  # [H+1, N]; actor_loss reuses it as the baseline.
     target = lambda_return(
         reward[:-1], value[:-1], disc[:-1], bootstrap=value[-1],
         lambda_=self.discount_lambda, axis=0)
@@ -166,7 +167,10 @@ class ActorCritic(keras.layers.Layer):
     """The objective's loss over the first H - 1 states (see objectives.Objective)."""
     policy = self.actor(tf.stop_gradient(traj['feat'][:-2]))
     baseline_critic = self.target_critic if self.slow_baseline else self.critic
-    baseline = tf.cast(baseline_critic(traj['feat'][:-2]).mode(), tf.float32)
+    if baseline_critic is self.target_critic and 'target_value' in traj:
+      baseline = traj['target_value'][:-2]  # The same values `target` computed.
+    else:
+      baseline = tf.cast(baseline_critic(traj['feat'][:-2]).mode(), tf.float32)
     ent_scale = self.actor_ent(self.step)
     return self.objective(policy, traj, target, baseline, ent_scale, self.step)
 
