@@ -7,10 +7,18 @@ import tensorflow as tf
 
 from dreamkit.errors import ConfigError
 from dreamkit.optim import Optimizer
+from dreamkit import precision
 from dreamkit.precision import set_precision
 from test_world_model import make_batch, make_spaces, tiny_model
 
 HAS_GPU = bool(tf.config.list_physical_devices('GPU'))
+
+
+@pytest.mark.skipif(HAS_GPU, reason='the CPU fallback')
+@pytest.mark.parametrize('has_bf16,want', [(True, 'mixed_bfloat16'), (False, 'float32')])
+def test_precision_16_on_a_cpu_follows_its_bfloat16_units(monkeypatch, has_bf16, want):
+  monkeypatch.setattr(precision, 'cpu_has_bf16', lambda: has_bf16)
+  assert set_precision(16) == want
 
 
 def test_set_precision(capsys):
@@ -24,8 +32,8 @@ def test_set_precision(capsys):
   if HAS_GPU:
     assert name == 'mixed_float16' and not notice
   else:
-    assert name == 'mixed_bfloat16'
-    assert len(notice.strip().splitlines()) == 1 and 'bfloat16' in notice
+    assert name == ('mixed_bfloat16' if precision.cpu_has_bf16() else 'float32')
+    assert len(notice.strip().splitlines()) == 1 and name in notice
   assert keras.mixed_precision.global_policy().name == name
   for bad in (8, 64, 'fp16', None):
     with pytest.raises(ConfigError, match='precision'):
