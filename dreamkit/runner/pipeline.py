@@ -191,12 +191,12 @@ class Pipeline:
     self.checkpoint = checkpoint_lib.Checkpoint(
         self.logdir / 'checkpoints', self.rng, self.agent, step=self.step,
         updates=self.updates, episodes=self.episodes)
-    if self.checkpoint.restore():  # A UserError if another config wrote it.
+    restored = self.checkpoint.restore()  # A UserError if another config wrote it.
+    self._resumable = True
+    if restored:
       config_lib.save(self.logdir, 'config.gin')
       print(f'Resumed from {self.checkpoint.latest} at step {int(self.step)}.')
-      self._resumable = True
     else:
-      self._resumable = True
       for _ in range(self.pretrain):
         self._train_once()
 
