@@ -89,12 +89,11 @@ class HDF5Replay(IndexedReplay):
     # overlap. Lock order: self._files_lock, then self._index.lock.
     self._files_lock = threading.Lock()
     self._files = collections.OrderedDict()  # name -> _OpenFile, LRU last.
-    self._last_stamp = 0
     self._load()
     # New names sort after every loaded one even if the clock went back meanwhile,
     # so eviction (oldest name first) never takes a new episode for an old one.
-    self._last_stamp = max([self._last_stamp] + [
-        _stamp_from_name(name) for name in self._index.keys()])
+    self._last_stamp = max(
+        [0] + [_stamp_from_name(name) for name in self._index.keys()])
     self._sampler = self.sampler()
 
   @property
