@@ -8,16 +8,21 @@ Every gin problem a user can cause comes out as a `ConfigError` whose message na
 the file and line (or the command-line binding) and says how to fix it.
 """
 
+import collections
 import dataclasses
 import difflib
+import importlib
+import inspect
 import logging
 import re
+import sys
 import tokenize
 import traceback
 from pathlib import Path
 
 import gin
 
+from dreamkit import gin_access
 from dreamkit import plugins as plugins_lib
 from dreamkit import registry
 from dreamkit.errors import ConfigError
@@ -44,11 +49,14 @@ def load(files, bindings=(), plugins=(), finalize=True):
   plugins_lib.load_entry_points()
   registry.load_builtins()
   for file in files:
-    _add_include_dirs(Path(file))
+    for path in _with_includes(Path(file)):
+      _add_search_path(path.parent)
+      _import_modules(path.read_text(), str(path))
     _parse(lambda file=file: gin.parse_config_file(str(file)), where=f'file {file}')
   for binding in bindings:
-    _parse(lambda binding=binding: gin.parse_config(binding),
-           where=f"binding -b '{binding}'")
+    where = f"binding -b '{binding}'"
+    _import_modules(binding, where)
+    _parse(lambda binding=binding: gin.parse_config(binding), where=where)
   if finalize:
     gin.finalize()
   return Loaded([str(f) for f in files], list(bindings), plugin_paths)
@@ -63,6 +71,68 @@ def check_files(files):
         'file, e.g. pipelines/atari_dreamerv2.gin.')
 
 
+_INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""", re.MULTILINE)
+_IMPORT = re.compile(r'^[ \t]*import[ \t]+([\w.]+)', re.MULTILINE)
+_search_paths = set()
+
+
+def _with_includes(file, seen=None):
+  """`file` and every file it includes, at any depth (includes resolve next to the
+  including file, as gin finds them through the search path set here)."""
+  seen = set() if seen is None else seen
+  file = file.resolve()
+  if file in seen or not file.is_file():
+    return []
+  seen.add(file)
+  files = [file]
+  for include in _INCLUDE.findall(file.read_text()):
+    files += _with_includes(file.parent / include, seen)
+  return files
+
+
+def _add_search_path(directory):
+  if str(directory) not in _search_paths:
+    _search_paths.add(str(directory))
+    gin.add_config_file_search_path(str(directory))
+
+
+def _import_modules(text, where):
+  """Imports the modules of `text`'s `import` lines now, so a module that fails is
+  reported with the line that named it and the line of the module that raised (gin
+  would report neither). gin then finds them imported."""
+  for match in _IMPORT.finditer(text):
+    module = match.group(1)
+    if module == '__gin__' or module in sys.modules:
+      continue
+    line = text.count('\n', 0, match.start()) + 1
+    place = f'{where}, line {line}' if not where.startswith('binding') else where
+    try:
+      importlib.import_module(module)
+    except Exception as error:  # pylint: disable=broad-except
+      raise ConfigError(_import_error(error, module, place)) from None
+
+
+def _import_error(error, module, place):
+  """A failed `import` line: the module's fault, and where."""
+  frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+            if not frame.filename.startswith('<') and 'importlib' not in frame.filename]
+  origin = None
+  if isinstance(error, SyntaxError) and error.filename:
+    origin = error.filename, error.lineno
+  elif frames:
+    top_level = [frame for frame in frames if frame.name == '<module>']
+    frame = (top_level or frames)[-1]
+    if Path(frame.filename).resolve() != Path(__file__).resolve():
+      origin = frame.filename, frame.lineno
+  if origin is None and isinstance(error, ImportError):  # The module was not found.
+    return (f'An import in {place} failed: {_first_lines(error)}. Install the package '
+            'or pass the plugin file with --plugin.')
+  origin = f' ({origin[0]}, line {origin[1]})' if origin else ''
+  return (f"Module '{module}' (imported in {place}) failed to import: "
+          f'{type(error).__name__}: {_first_lines(error)}{origin}. Fix the module or '
+          'remove the import line.')
+
+
 class _QuietIncludeSearch(logging.Filter):
   """gin logs an ERROR for every search-path miss before it finds an include."""
 
@@ -70,132 +140,49 @@ class _QuietIncludeSearch(logging.Filter):
     return not record.getMessage().startswith('Path not found:')
 
 
-_INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""", re.MULTILINE)
-
-
-def _add_include_dirs(file, seen=None):
-  """Lets `include 'x.gin'` resolve next to the including file, at any depth."""
-  seen = set() if seen is None else seen
-  file = file.resolve()
-  if file in seen or not file.is_file():
-    return
-  seen.add(file)
-  directory = str(file.parent)
-  if directory not in gin.config._LOCATION_PREFIXES:  # pylint: disable=protected-access
-    gin.add_config_file_search_path(directory)
-  for include in _INCLUDE.findall(file.read_text()):
-    _add_include_dirs(file.parent / include, seen)
-
-
 def _parse(parse_fn, where):
   quiet = _QuietIncludeSearch()
   logging.getLogger().addFilter(quiet)
   try:
     parse_fn()
-  except Exception as e:  # pylint: disable=broad-except
-    message = _parse_error(e, where)
-    if message is None:  # Not a mistake in the config: a bug, shown as one.
-      raise
-    raise ConfigError(message) from None
+  except (SyntaxError, tokenize.TokenError, ValueError, OSError, TypeError) as e:
+    raise ConfigError(_parse_error(e, where)) from None
   finally:
     logging.getLogger().removeFilter(quiet)
 
 
 def _parse_error(error, where):
-  """The one-line message for an error raised while parsing `where`, else None."""
-  failed_import = _failed_gin_import(error)
-  if failed_import is not None:
-    return _import_error(error, *failed_import, where)
-  if isinstance(error, SyntaxError):
-    location = error.args[1] if len(error.args) > 1 else None
-    if location is not None and hasattr(location, 'line_num'):
-      # gin gives no file name for a -b binding: name the binding instead.
-      place = (f'{location.filename}, line {location.line_num}' if location.filename
-               else where)
-      return (f'Syntax error in {place}: {error.args[0]} '
-              f'({location.line_content.strip()!r})')
-    return f'Syntax error in {where}: {error}'
+  """The one-line message for an error raised while parsing `where`."""
   if isinstance(error, tokenize.TokenError):
     line = error.args[1][0] if len(error.args) > 1 else '?'
     return (f'Syntax error in {where}, line {line}: {error.args[0]} (an unclosed '
             'bracket or quote?)')
-  if isinstance(error, (ValueError, OSError, TypeError)):
-    return explain(error, where)
-  return None
-
-
-def _failed_gin_import(error):
-  """(statement, frames) if `error` came out of the module a gin `import` line named.
-
-  `frames` is the traceback below gin's import call (the module's frames; importlib
-  drops its own, all of them for a module not found). An error gin raises itself
-  about an import line (a `__gin__` feature) is not included.
-  """
-  node = error.__traceback__
-  while node is not None:
-    code = node.tb_frame.f_code
-    if code.co_name == 'process_import' and code.co_filename == gin.config.__file__:
-      if node.tb_next is None and not isinstance(error, ImportError):
-        return None
-      return node.tb_frame.f_locals.get('statement'), traceback.extract_tb(node.tb_next)
-    node = node.tb_next
-  return None
-
-
-def _import_error(error, statement, frames, where):
-  """A failed `import` line in a .gin file or binding: the module's fault, and where."""
-  location = getattr(statement, 'location', None)
-  if location is not None and location.filename:
-    where = f'{location.filename}, line {location.line_num}'
-  # The innermost module-level line that raised, even through a function it called.
-  module_frames = [frame for frame in frames if not frame.filename.startswith('<')]
-  origin = None
-  if isinstance(error, SyntaxError) and error.filename:
-    origin = error.filename, error.lineno
-  elif module_frames:
-    top_level = [frame for frame in module_frames if frame.name == '<module>']
-    frame = (top_level or module_frames)[-1]
-    origin = frame.filename, frame.lineno
-  if origin is None and isinstance(error, ImportError):  # The module was not found.
-    return (f'An import in {where} failed: {_first_lines(error)}. Install the package '
-            'or pass the plugin file with --plugin.')
-  origin = f' ({origin[0]}, line {origin[1]})' if origin else ''
-  module = getattr(statement, 'module', '?')
-  return (f"Module '{module}' (imported in {where}) failed to import: "
-          f'{type(error).__name__}: {_first_lines(error)}{origin}. Fix the module or '
-          'remove the import line.')
+  facts = gin_access.error_facts(error)
+  if facts.kind == 'syntax':
+    if not facts.line:
+      return f'Syntax error in {where}: {facts.message}'
+    # gin gives no file name for a -b binding: name the binding instead.
+    place = f'{facts.file}, line {facts.line}' if facts.file else where
+    return f'Syntax error in {place}: {facts.message} ({facts.text!r})'
+  return explain(error, where)
 
 
 def explain(error, where=''):
   """A user-facing message for a gin error: what, where, how to fix."""
-  text = str(error)
-  location = _location(text) or where
-  match = re.search(r"No configurable matching (?:reference )?'@?([\w./]+?)(?:\(\))?'", text)
-  if match:
-    return _unknown_component(match.group(1), location)
-  match = re.search(r"Configurable '([\w.]+)' doesn't have a parameter named '(\w+)'", text)
-  if match:
-    return _unknown_parameter(match.group(1), match.group(2), location)
-  match = re.search(r'Unable to open file: (.+?)\. Searched', text)
-  if match:
-    return f'Cannot open {match.group(1)} (included from {location}): check the path.'
-  match = re.search(r'Required bindings for `([\w.]+)` not provided in config: \[(.*?)\]', text)
-  if match:
-    names = [n.strip(" '") for n in match.group(2).split(',')]
-    wanted = ', '.join(f'{match.group(1)}.{n}' for n in names)
+  facts = gin_access.error_facts(error)
+  location = (f'{facts.file}, line {facts.line}' if facts.file else
+              f"binding -b '{facts.binding}'" if facts.binding else where)
+  if facts.kind == 'unknown_configurable':
+    return _unknown_component(facts.name, location)
+  if facts.kind == 'unknown_parameter':
+    return _unknown_parameter(facts.name, facts.parameter, location)
+  if facts.kind == 'missing_file':
+    return f'Cannot open {facts.path} (included from {location}): check the path.'
+  if facts.kind == 'required':
+    wanted = ', '.join(f'{facts.name}.{n}' for n in facts.parameters)
     return (f'Required value not set: {wanted}. Set it in a .gin file or on the '
-            f"command line, e.g. -b '{match.group(1)}.{names[0]} = ...'.")
-  return f'Configuration error in {location}: {_first_lines(error)}'
-
-
-def _location(text):
-  match = re.search(r'In file "([^"]+)", line (\d+)', text)
-  if match:
-    return f'{match.group(1)}, line {match.group(2)}'
-  match = re.search(r'In bindings string line (\d+)\n\s*(.*)', text)
-  if match:
-    return f"binding -b '{match.group(2).strip()}'"
-  return None
+            f"command line, e.g. -b '{facts.name}.{facts.parameters[0]} = ...'.")
+  return f'Configuration error in {location}: {facts.message or _first_lines(error)}'
 
 
 def _unknown_component(name, location):
@@ -221,7 +208,6 @@ def _unknown_parameter(configurable, parameter, location):
   message = f"'{configurable}' has no parameter '{parameter}' ({location})."
   try:
     target = gin.get_configurable(configurable)
-    import inspect
     signature = inspect.signature(getattr(target, '__init__', target))
     names = [p for p in signature.parameters if p not in ('self', 'args', 'kwargs')]
   except Exception:  # The configurable's signature is unavailable: no suggestions.
@@ -235,15 +221,32 @@ def _unknown_parameter(configurable, parameter, location):
 
 
 def _all_configurable_names():
-  names = set()
-  # A gin SelectorMap: iterating it directly indexes it with 0, 1, ... (KeyError).
-  for selector, _ in gin.config._REGISTRY.items():  # pylint: disable=protected-access
-    names.add(short_name(selector))
-  return sorted(names)
+  return sorted({short_name(selector) for selector in gin_access.selectors()})
 
 
 def _first_lines(error, count=1):
   return ' '.join(str(error).strip().splitlines()[:count])
+
+
+def report_unused(logdir, parallel=False):
+  """After the first update: warns of bindings nothing read (and lists them in
+  `logdir/unused_bindings.txt`), and notes the inactive alternatives.
+
+  With `parallel`, env bindings are read inside the worker processes, not here.
+  """
+  unused = unused_bindings()
+  if parallel:
+    unused = [name for name in unused if not name.startswith('envs.')]
+  if unused:
+    print('WARNING: these bindings were set but nothing read them (misspelled '
+          'scope, or a component that is not used): ' + ', '.join(unused))
+    (Path(logdir) / 'unused_bindings.txt').write_text('\n'.join(unused) + '\n')
+  inactive = collections.Counter(
+      name.rsplit('.', 1)[0] for name in inactive_alternatives())
+  if inactive:
+    listed = ', '.join(f'{name} ({count})' for name, count in sorted(inactive.items()))
+    print(f'Note: bound but not built in this run (another component of the same '
+          f'kind is used): {listed}.')
 
 
 def unused_bindings():
@@ -269,12 +272,11 @@ def inactive_alternatives():
 
 
 def _unread():
-  config = gin.config._CONFIG  # pylint: disable=protected-access
-  operative = gin.config._OPERATIVE_CONFIG  # pylint: disable=protected-access
+  operative = gin_access.read()
   built = {selector for (_, selector) in operative}
   built_kinds = {_kind(selector) for selector in built} - {None}
   result = []
-  for (scope, selector), params in config.items():
+  for scope, selector, params in gin_access.bound():
     if selector.startswith('gin.'):
       continue
     for name in params:

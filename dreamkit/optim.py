@@ -53,11 +53,6 @@ class Optimizer(tf.Module):
     """The underlying Keras optimizer (None before the first call)."""
     return self._opt
 
-  @property
-  def mixed(self):
-    """True when losses are scaled (policy mixed_float16 at the first call)."""
-    return bool(self._mixed)
-
   def build(self, modules):
     """Creates the Adam slots for `modules` now (optional; the first call does it).
 
@@ -77,6 +72,18 @@ class Optimizer(tf.Module):
       self._opt = opt
       count = sum(int(np.prod(v.shape)) for v in variables)
       print(f'Optimizer {self._prefix}: {count} parameters in {len(variables)} variables.')
+
+  def state(self):
+    """The named variables a checkpoint holds: the skipped count and the Keras
+    optimizer's own (iterations, moments, loss scale), which exist after `build`."""
+    if self._opt is None:
+      raise ValueError(f'Optimizer {self._prefix} is not built yet: train once first.')
+    keras_variables = list(self._opt.variables)
+    inner = getattr(self._opt, 'inner_optimizer', None)
+    if inner is not None:
+      keras_variables += [v for v in inner.variables
+                          if all(v is not other for other in keras_variables)]
+    return {'skipped': self.skipped, 'keras': keras_variables}
 
   def loss_scale(self):
     if self._mixed:

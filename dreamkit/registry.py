@@ -1,7 +1,7 @@
 """One registry mechanism for every kind of interchangeable component.
 
 Each kind (`envs`, `encoders`, `dynamics`, `heads`, `replays`, `objectives`,
-`outputs`) has one `Registry`, created in the module that defines the kind's
+`explorers`, `outputs`) has one `Registry`, created in the module that defines the kind's
 interface and holds its built-in components. Registering is one decorator:
 
     import dreamkit
@@ -10,7 +10,7 @@ interface and holds its built-in components. Registering is one decorator:
     class MyEncoder(dreamkit.networks.Encoder):
       ...
 
-after which gin files refer to it as `@encoders.MyEncoder()`. The class is checked
+after which gin files refer to it as `@encoders.MyEncoder`. The class is checked
 against the kind's interface and rejected when its name is taken.
 """
 
@@ -31,6 +31,7 @@ KIND_MODULES = {
     'heads': 'dreamkit.networks.heads',
     'replays': 'dreamkit.replay',
     'objectives': 'dreamkit.behavior.objectives',
+    'explorers': 'dreamkit.behavior.exploration',
     'outputs': 'dreamkit.outputs',
 }
 
@@ -136,6 +137,11 @@ class Registry:
           f'{other.__qualname__}; register {cls.__qualname__} under another '
           'name with register(name=...).')
 
+  def build(self, factory, where, *args, **kwargs):
+    """Builds the part of slot `where` with its factory (see `build`), checking that
+    it is a component of this kind."""
+    return build(factory, where, self.interface, *args, kind=self.kind, **kwargs)
+
   def get(self, name):
     """The registered class called `name`; a ConfigError lists the closest names."""
     if name not in self._entries:
@@ -156,6 +162,29 @@ class Registry:
 
   def __contains__(self, name):
     return name in self._entries
+
+
+def build(factory, where, interface, *args, kind=None, **kwargs):
+  """Builds the part of slot `where` (e.g. 'WorldModel.encoder') with its factory.
+
+  Every slot is bound to a factory, written without parentheses in gin
+  (`@encoders.DreamerEncoder`), and its owner calls it with the runtime arguments
+  `args` / `kwargs`. A ConfigError says so when `factory` is not a factory (an
+  instance, None) or builds something that is not an `interface` (a class or a
+  tuple of them); `kind` names the registry the part comes from.
+  """
+  interfaces = interface if isinstance(interface, tuple) else (interface,)
+  names = ' or '.join(i.__name__ for i in interfaces)
+  example = f'@{kind}.<Name>' if kind else f'@{interfaces[0].__name__}'
+  if factory is None or isinstance(factory, interfaces) or not callable(factory):
+    raise ConfigError(
+        f'{where} must be a factory of {names}, bound without parentheses '
+        f'(e.g. {where} = {example}); got {factory!r}.')
+  part = factory(*args, **kwargs)
+  if not isinstance(part, interfaces):
+    source = f'a component of the `{kind}` registry' if kind else f'a factory of {names}'
+    raise ConfigError(f'{where} built {part!r}, which is not a {names}: bind {source}.')
+  return part
 
 
 def unknown_message(kind, name, available):

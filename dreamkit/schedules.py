@@ -1,4 +1,4 @@
-"""Hyperparameters that change with the training step, written as short strings.
+"""What changes with the step: hyperparameter schedules, and periodic work (`Every`).
 
     schedule(0.003, step)                    # a number: constant
     schedule('0.003', step)                  # a plain float string: constant
@@ -35,11 +35,6 @@ class Schedule:
     self.spec = spec
     self.kind = kind
     self.args = args
-
-  @property
-  def constant(self):
-    """True when the value does not depend on the step."""
-    return self.kind == 'constant'
 
   def __call__(self, step):
     if self.kind == 'constant':
@@ -88,6 +83,29 @@ def parse(spec, name='schedule'):
           f"{name}: the step count of '{spec}' must be positive, got {duration}.")
     return Schedule(spec, kind, args)
   raise ConfigError(f"{name}: cannot parse the schedule '{spec}'; expected {ACCEPTED}.")
+
+
+class Every:
+  """`should(step)` is True once each time `step` reaches the next multiple of `every`.
+
+      should_log = Every(1000, start=step)     # every <= 0: never
+      if should_log(step): ...
+
+  Counting from `start` lets a resumed run keep the same rhythm without firing for
+  every period it skipped while it was down.
+  """
+
+  def __init__(self, every, start=0):
+    self.every = int(every)
+    self._last = None if self.every <= 0 else (int(start) // self.every) * self.every
+
+  def __call__(self, step):
+    if self.every <= 0:
+      return False
+    if step >= self._last + self.every:
+      self._last = (int(step) // self.every) * self.every
+      return True
+    return False
 
 
 def schedule(spec, step):

@@ -1,14 +1,13 @@
 """DreamerV2's world model: encoder, latent dynamics and heads, trained together.
 
-    wm = WorldModel(obs_space, act_space)       # gin: WorldModel.kl_balance = 0.8, ...
+    wm = WorldModel(obs_space, act_space, encoder, dynamics, decoder, reward_head,
+                    discount_head)              # factories; gin binds them
     state, outputs, metrics = wm.train(batch)   # batch {key: [B, T, ...]}, one Adam step
 
 Every part is swappable through its registry (`encoders`, `dynamics`, `heads`):
 
-    WorldModel.dynamics = @dynamics.GaussianRSSM()
+    WorldModel.dynamics = @dynamics.GaussianRSSM
 """
-
-import inspect
 
 import gin
 import keras
@@ -18,7 +17,7 @@ from dreamkit.errors import ConfigError
 from dreamkit.networks import dynamics as dynamics_lib
 from dreamkit.networks import encoders as encoders_lib
 from dreamkit.networks import heads as heads_lib
-from dreamkit.networks.base import Dynamics, Encoder, Head, input_keys
+from dreamkit.networks.base import input_keys
 from dreamkit.optim import Optimizer
 
 REWARD_CLIPS = {'tanh': tf.tanh, 'identity': tf.identity, 'sign': tf.sign}
@@ -32,15 +31,16 @@ class WorldModel(keras.layers.Layer):
     obs_space: {key: gymnasium.spaces.Box} of a step dict; the input keys (not
       action, reward, discount, is_*, log_*) are encoded and decoded.
     act_space: the action space (Discrete or Box).
-    encoder: an Encoder instance, or a class/factory called with no arguments.
-      None: `encoders.DreamerEncoder()` with its gin bindings.
-    dynamics: a Dynamics instance or class/factory. None: `dynamics.CategoricalRSSM()`.
-    decoder: a factory called as `decoder(shapes)`, shapes {key: shape}. None:
-      `heads.DreamerDecoder`.
-    reward_head: a factory called as `reward_head(())`. None: `heads.MLPHead`, mse.
-    discount_head: a factory called as `discount_head((), dist='binary')`: the
+    encoder: `encoders` factory, called as `encoder()`.
+    dynamics: `dynamics` factory, called as `dynamics()`.
+    decoder: `heads` factory, called as `decoder(shapes)` with {key: shape}.
+    reward_head: `heads` factory, called as `reward_head(())`.
+    discount: gamma; the discount target is discount * (1 - is_terminal) (pipelines
+      bind the macro DISCOUNT, which the actor-critic shares).
+    discount_head: `heads` factory, called as `discount_head((), dist='binary')`: the
       discount is a Bernoulli (soft targets discount * (1 - is_terminal)), whatever
-      the factory's own default distribution. None: `heads.MLPHead`.
+      the factory's own default distribution. None: no discount head (only with
+      pred_discount False).
     pred_discount: whether to learn the discount head (False on DMC).
     grad_heads: heads whose gradients reach the encoder and RSSM; the others are
       trained on stop_gradient(feat).
@@ -51,16 +51,15 @@ class WorldModel(keras.layers.Layer):
     kl_forward: use KL(prior || post) instead of KL(post || prior).
     kl_free_avg: apply free nats to the batch mean (True) or per step.
     clip_rewards: 'tanh', 'identity' or 'sign', applied to training rewards.
-    discount: discount factor; the discount target is discount * (1 - is_terminal).
     model_lr, model_eps, model_clip, model_wd: the model's Adam (see optim.Optimizer).
   """
 
   def __init__(
-      self, obs_space, act_space, encoder=None, dynamics=None, decoder=None,
-      reward_head=None, discount_head=None, pred_discount=True,
+      self, obs_space, act_space, encoder, dynamics, decoder, reward_head, discount,
+      discount_head=None, pred_discount=True,
       grad_heads=('decoder', 'reward', 'discount'), loss_scales=None,
       kl_balance=0.8, kl_free=0.0, kl_forward=False, kl_free_avg=True,
-      clip_rewards='tanh', discount=0.99, model_lr=1e-4, model_eps=1e-5,
+      clip_rewards='tanh', model_lr=1e-4, model_eps=1e-5,
       model_clip=100.0, model_wd=1e-6):
     super().__init__(name='world_model')
     self.obs_space = obs_space
@@ -93,18 +92,23 @@ class WorldModel(keras.layers.Layer):
     self.discount = float(discount)
     self.pred_discount = bool(pred_discount)
 
-    self.encoder = _instance(
-        encoder, encoders_lib.registry, 'DreamerEncoder', Encoder, 'encoder')
-    self.dynamics = _instance(
-        dynamics, dynamics_lib.registry, 'CategoricalRSSM', Dynamics, 'dynamics')
-    heads = {'decoder': _head(decoder, 'DreamerDecoder', self.shapes, 'decoder')}
-    heads['reward'] = _head(reward_head, 'MLPHead', (), 'reward_head')
+    self.encoder = encoders_lib.registry.build(encoder, 'WorldModel.encoder')
+    self.dynamics = dynamics_lib.registry.build(dynamics, 'WorldModel.dynamics')
+    build_head = heads_lib.registry.build
+    heads = {
+        'decoder': build_head(decoder, 'WorldModel.decoder', self.shapes),
+        'reward': build_head(reward_head, 'WorldModel.reward_head', ())}
     if self.pred_discount:
-      heads['discount'] = _head(
-          discount_head, 'MLPHead', (), 'discount_head', dist='binary')
+      # dist is passed to any factory, so a pipeline's bound default cannot replace it.
+      heads['discount'] = build_head(
+          discount_head, 'WorldModel.discount_head', (), dist='binary')
     self.heads = heads
     self.optimizer = Optimizer('model', model_lr, model_eps, model_clip, model_wd)
-    self._ready = False
+
+  def state(self):
+    """The named variables a checkpoint holds (runner/checkpoint.py)."""
+    return {'encoder': self.encoder, 'dynamics': self.dynamics,
+            'heads': dict(self.heads), 'optimizer': self.optimizer}
 
   def preprocess(self, batch):
     """Raw batch -> model data: uint8 images to float32 [-0.5, 0.5], clipped reward,
@@ -131,16 +135,7 @@ class WorldModel(keras.layers.Layer):
     Returns (state, outputs, metrics): the last posterior {key: [B, ...]}, the
     outputs of `compute_loss`, and float32 scalar metrics.
     """
-    if tf.executing_eagerly() and not self._ready:
-      self._initialize(batch, state)
     return self._train(batch, state)
-
-  def _initialize(self, batch, state):
-    # Creating variables inside the first trace makes tf.function trace twice;
-    # one eager forward pass plus building Adam first saves a whole trace.
-    self.compute_loss(self.preprocess(batch), state)
-    self.optimizer.build(modules=[self.encoder, self.dynamics, *self.heads.values()])
-    self._ready = True
 
   # The code has no tensor-dependent Python control flow, so autograph is off: it
   # only slows tracing down.
@@ -184,6 +179,8 @@ class WorldModel(keras.layers.Layer):
     metrics['model_kl'] = tf.reduce_mean(kl_value)
     metrics['prior_ent'] = tf.reduce_mean(self.dynamics.get_dist(prior).entropy())
     metrics['post_ent'] = tf.reduce_mean(self.dynamics.get_dist(post).entropy())
+    if 'is_terminal' in data:  # The share of replayed steps that end an episode.
+      metrics['batch_terminal'] = tf.reduce_mean(tf.cast(data['is_terminal'], tf.float32))
     last_state = {k: v[:, -1] for k, v in post.items()}
     return loss, last_state, outputs, metrics
 
@@ -222,42 +219,3 @@ class WorldModel(keras.layers.Layer):
 
 
 gin.register(WorldModel, module='dreamkit')
-
-
-def _instance(value, registry, default, interface, param):
-  """An instance from an instance, a class/factory (called with no args) or None."""
-  if value is None:
-    value = registry.configured(default)
-  if not isinstance(value, interface):
-    wrong_class = inspect.isclass(value) and not issubclass(value, interface)
-    if not callable(value) or wrong_class:
-      raise ConfigError(
-          f'WorldModel.{param} must be a {interface.__name__} or a factory of one, '
-          f'got {value!r} (bind a component from the `{registry.kind}` registry).')
-    value = value()
-  if not isinstance(value, interface):
-    raise ConfigError(
-        f'WorldModel.{param}: {value!r} is not a {interface.__name__} '
-        f'(bind a component from the `{registry.kind}` registry).')
-  return value
-
-
-def _head(value, default, shape, param, **fixed):
-  """A head from a factory called with the output shape(s) and `fixed`, or an instance.
-
-  `fixed` (e.g. dist='binary') is passed to every factory, the gin-configured one a
-  pipeline binds included, so its bound defaults cannot replace it.
-  """
-  if value is None:
-    value = heads_lib.registry.configured(default)
-  if not isinstance(value, Head):
-    if not callable(value) or (inspect.isclass(value) and not issubclass(value, Head)):
-      raise ConfigError(
-          f'WorldModel.{param} must be a head factory (e.g. @heads.{default}), '
-          f'got {value!r}.')
-    value = value(shape, **fixed)
-  if not isinstance(value, Head):
-    raise ConfigError(
-        f'WorldModel.{param}: {value!r} is not a Head (bind a factory from the '
-        '`heads` registry, without parentheses).')
-  return value

@@ -22,7 +22,7 @@ from dreamkit.outputs import video as video_lib
 ROW = {
     'train_return': 12.5, 'train_length': 180, 'model_loss': np.float32(3.25),
     'kl_loss': np.float64(1.5), 'actor_ent': np.float16(0.5), 'fps': 81.0,
-    'frames': 4000, 'train_steps': np.int64(20), 'steps_budget': 50000}
+    'frames': 4000, 'updates': np.int64(20), 'steps_budget': 50000}
 
 
 def distinct_frames(count, height=8, width=12, channels=3):
@@ -47,7 +47,7 @@ def test_jsonl_rows_round_trip_through_pandas(tmp_path):
   assert frame['train_return'][0] == 12.5
   assert frame['model_loss'][0] == 3.25
   assert frame['actor_ent'][0] == 0.5
-  assert frame['train_steps'][0] == 20
+  assert frame['updates'][0] == 20
   assert frame['eval_return'][1] == 7.0
   assert math.isnan(frame['train_return'][1])  # Keys missing from a row are NaN.
   assert math.isnan(frame['eval_return'][0])
@@ -189,12 +189,12 @@ def test_terminal_eta_waits_for_training_and_forgets_the_prefill_rate():
   # Prefill: 1,000 steps/s, no update yet.
   for index in range(3):
     clock.now = float(index)
-    terminal.write(1000 * index, {'steps_budget': 100000, 'train_steps': 0})
+    terminal.write(1000 * index, {'steps_budget': 100000, 'updates': 0})
   assert stream.getvalue().split('\r')[-1].endswith('ETA after prefill')
   # Training: 10 steps/s. The ETA follows the new rate, not the prefill's.
   for index in range(1, 4):
     clock.now = 2.0 + 10 * index
-    terminal.write(2000 + 100 * index, {'steps_budget': 100000, 'train_steps': index})
+    terminal.write(2000 + 100 * index, {'steps_budget': 100000, 'updates': index})
   last = stream.getvalue().split('\r')[-1]
   assert '10.0 steps/s' in last
   assert 'ETA 2h42m' in last  # 97,700 steps left at 10 steps/s: 2h42m50s.
@@ -388,7 +388,7 @@ def tensor_value(value):
 def test_tensorboard_scalars_video_and_text(tmp_path):
   output = outputs.TensorBoard(tmp_path, fps=10)
   output.write(1000, {'train_return': 12.5, 'model_loss': np.float32(3.25),
-                      'train_steps': np.int64(20), 'vector': np.zeros(3)})
+                      'updates': np.int64(20), 'vector': np.zeros(3)})
   output.write(2000, {'train_return': 14.0})
   output.video(2000, 'openl_image', distinct_frames(5))
   output.text('config', 'Pipeline.steps = 100\n# a comment')
@@ -398,7 +398,7 @@ def test_tensorboard_scalars_video_and_text(tmp_path):
              events['scalars/train_return']]
   assert returns == [(1000, 12.5), (2000, 14.0)]
   assert float(tensor_value(events['scalars/model_loss'][0][1])) == 3.25
-  assert float(tensor_value(events['scalars/train_steps'][0][1])) == 20.0
+  assert float(tensor_value(events['scalars/updates'][0][1])) == 20.0
   assert 'scalars/vector' not in events
   ((step, video),) = events['openl_image']
   assert step == 2000

@@ -69,7 +69,7 @@ def test_loop_rows_and_a_refused_resume(tmp_path):
   assert all(row['frames'] == row['step'] for row in evals)  # Fake: action repeat 1.
   logs = [row for row in rows if 'model_loss' in row]
   # One building update, `pretrain` 1, then one every TRAIN_EVERY steps after prefill.
-  assert logs[-1]['train_steps'] == 2 + (STEPS - PREFILL) // TRAIN_EVERY
+  assert logs[-1]['updates'] == 2 + (STEPS - PREFILL) // TRAIN_EVERY
   assert logs[-1]['step'] == STEPS
   assert {'fps', 'step_fps', 'train_fps', 'frames', 'model_skipped'} <= set(logs[-1])
   assert recorder.progress_calls and recorder.progress_calls[0][0] <= PREFILL

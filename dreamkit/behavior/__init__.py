@@ -2,12 +2,10 @@
 
     imagination.imagine     world model prior rolled forward under the actor
     returns.lambda_return   TD(lambda) targets
-    objectives              the `objectives` registry: Reinforce, Dynamics, Both and
-                            the exploration behaviours Greedy, Plan2Explore, RandomPolicy
+    objectives              the `objectives` registry: Auto, Reinforce, Dynamics, Both
     actor_critic            ActorCritic (gin: dreamkit.ActorCritic)
+    exploration             the `explorers` registry: Greedy, Random, Plan2Explore
 """
 
-# Importing the package fills the `objectives` registry with the objectives and the
-# exploration behaviours (the registry loads `dreamkit.behavior.objectives`).
 from dreamkit.behavior import objectives
 from dreamkit.behavior import exploration

@@ -1,7 +1,6 @@
 """The actor-critic that learns behaviour from imagined trajectories."""
 
 import gin
-import gymnasium
 import keras
 import tensorflow as tf
 
@@ -11,32 +10,13 @@ from dreamkit.behavior import objectives as objectives_lib
 from dreamkit.behavior.imagination import imagine
 from dreamkit.behavior.returns import lambda_return
 from dreamkit.errors import ConfigError
-
-
-def is_discrete(space):
-  """True for a `gymnasium.spaces.Discrete` action space, False for a Box."""
-  return isinstance(space, gymnasium.spaces.Discrete)
-
-
-def check_space(space, owner):
-  """Raise a ConfigError unless `space` is Discrete(n) or a 1-D Box."""
-  if is_discrete(space):
-    return
-  if isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1:
-    return
-  raise ConfigError(
-      f'{owner}: unsupported action space {space}; use '
-      'gymnasium.spaces.Discrete(n) or Box(-1, 1, (d,)).')
-
-
-def action_size(space):
-  return int(space.n) if is_discrete(space) else int(space.shape[0])
+from dreamkit.spaces import action_size, check_action_space, is_discrete
 
 
 class ActorCritic(keras.layers.Layer):
   """DreamerV2's actor-critic trained on imagined rollouts of the world model.
 
-      ac = ActorCritic(act_space, step)     # gin-configured
+      ac = ActorCritic(act_space, step, actor=..., critic=..., objective=...)
       metrics = ac.train(world_model, start, is_terminal, reward_fn)
       action = ac.actor(feat).sample()      # feat [N, F] -> action [N, A]
 
@@ -47,17 +27,18 @@ class ActorCritic(keras.layers.Layer):
   Args:
     act_space: gymnasium Discrete or Box(-1, 1) action space.
     step: int64 tf.Variable, the agent step, for the schedules.
-    actor: head factory called as `actor(shape, dist=...)`; default: the
-      gin-configured `heads.MLPHead` in scope `actor` (`actor/heads.MLPHead.units`).
-    critic: head factory called as `critic(shape)` (twice: critic and slow critic);
-      it must give a distribution whose `mode()` is the value (e.g. dist 'mse');
-      default: the gin-configured `heads.MLPHead` in scope `critic`.
-    actor_dist: the actor's distribution, passed to the actor factory as `dist`.
-      'auto': the binding `actor/heads.MLPHead.dist` if there is one, else 'onehot'
-      for Discrete and 'trunc_normal' for Box.
-    objective: an `objectives` instance; None = Reinforce (discrete) or Dynamics.
+    actor: head factory called as `actor((A,), dist=actor_dist)` (the defaults bind
+      `@actor/heads.MLPHead`).
+    critic: head factory called as `critic(())` (twice: critic and slow critic);
+      it must give a distribution whose `mode()` is the value (e.g. dist 'mse'; the
+      defaults bind `@critic/heads.MLPHead`).
+    objective: factory from the `objectives` registry, called as
+      `objective(act_space)` (the defaults bind `@objectives.Auto`).
+    discount: gamma, for the first imagined step and when there is no discount head
+      (pipelines bind the macro DISCOUNT, which the world model shares).
+    actor_dist: the actor's distribution, passed to the actor factory as `dist`;
+      'auto' is 'onehot' for Discrete and 'trunc_normal' for Box, as the reference.
     actor_ent: entropy bonus weight, a number or schedule string.
-    discount: gamma, for the first imagined step and when there is no discount head.
     discount_lambda: lambda of the lambda-returns.
     imag_horizon: imagined steps H (H + 1 states).
     slow_target: compute targets with a slowly updated copy of the critic.
@@ -71,40 +52,27 @@ class ActorCritic(keras.layers.Layer):
   """
 
   def __init__(
-      self, act_space, step, actor=None, critic=None, actor_dist='auto',
-      objective=None, actor_ent=2e-3, discount=0.99, discount_lambda=0.95,
-      imag_horizon=15, slow_target=True, slow_target_update=100,
-      slow_target_fraction=1.0, slow_baseline=True, reward_norm_momentum=1.0,
+      self, act_space, step, actor, critic, objective, discount, actor_dist='auto',
+      actor_ent=2e-3, discount_lambda=0.95, imag_horizon=15, slow_target=True,
+      slow_target_update=100, slow_target_fraction=1.0, slow_baseline=True, reward_norm_momentum=1.0,
       reward_norm_scale=1.0, reward_norm_eps=1e-8, actor_lr=8e-5, critic_lr=2e-4,
       eps=1e-5, clip=100.0, wd=1e-6):
     super().__init__(name='actor_critic')
-    check_space(act_space, 'ActorCritic')
+    check_action_space(act_space, 'ActorCritic: act_space')
     self.act_space = act_space
     self.discrete = is_discrete(act_space)
     self.step = step
-    actor = actor or scoped_head('actor')
-    critic = critic or scoped_head('critic')
-    bound = _bound_head_dist('actor')
-    if bound is not None and actor_dist not in ('auto', bound):
-      raise ConfigError(
-          f"ActorCritic.actor_dist = '{actor_dist}' contradicts "
-          f"actor/heads.MLPHead.dist = '{bound}'; set only one of them.")
     if actor_dist == 'auto':
-      actor_dist = bound or ('onehot' if self.discrete else 'trunc_normal')
+      actor_dist = 'onehot' if self.discrete else 'trunc_normal'
     self.actor_dist = actor_dist
-    shape = (action_size(act_space),)
-    self.actor = actor(shape, dist=actor_dist)
+    self.actor = actor((action_size(act_space),), dist=actor_dist)
     self.critic = critic(())
     self.slow_critic = critic(()) if slow_target else None
-    if objective is None:
-      objective = objectives_lib.auto(self.discrete)
-    elif isinstance(objective, type):
-      objective = objective()
-    if not isinstance(objective, objectives_lib.Objective):
+    self.objective = objective(act_space)
+    if not isinstance(self.objective, objectives_lib.Objective):
       raise ConfigError(
-          f'ActorCritic.objective must be an objectives instance such as '
-          f'@objectives.Reinforce(), got {objective!r}.')
-    self.objective = objective
+          f'ActorCritic.objective built {self.objective!r}, which is not an objective: '
+          'bind a factory from the `objectives` registry, e.g. @objectives.Reinforce.')
     self.actor_ent = schedules.parse(actor_ent, name='ActorCritic.actor_ent')
     self.discount = float(discount)
     self.discount_lambda = float(discount_lambda)
@@ -120,6 +88,15 @@ class ActorCritic(keras.layers.Layer):
     self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name='updates')
     self.actor_opt = optim.Optimizer('actor', actor_lr, eps, clip, wd)
     self.critic_opt = optim.Optimizer('critic', critic_lr, eps, clip, wd)
+
+  def state(self):
+    """The named variables a checkpoint holds (runner/checkpoint.py)."""
+    state = {'actor': self.actor, 'critic': self.critic, 'updates': self.updates,
+             'reward_norm': self.reward_norm, 'actor_optimizer': self.actor_opt,
+             'critic_optimizer': self.critic_opt}
+    if self.slow_critic is not None:
+      state['slow_critic'] = self.slow_critic
+    return state
 
   @property
   def target_critic(self):
@@ -137,8 +114,8 @@ class ActorCritic(keras.layers.Layer):
       self.update_slow_target(traj['feat'].shape)
       reward = tf.cast(reward_fn(traj), tf.float32)
       traj['reward'], reward_metrics = self.reward_norm(reward)
-      target, target_metrics = self.target(traj)
-      actor_loss, actor_metrics = self.actor_loss(traj, target)
+      target, value, target_metrics = self.target(traj)
+      actor_loss, actor_metrics = self.actor_loss(traj, target, value)
     with tf.GradientTape() as critic_tape:
       critic_loss, critic_metrics = self.critic_loss(traj, target)
     metrics.update(self.actor_opt(actor_tape, actor_loss, [self.actor]))
@@ -150,25 +127,31 @@ class ActorCritic(keras.layers.Layer):
     return metrics
 
   def target(self, traj):
-    """Lambda-returns [H, N] from the target critic, bootstrapped at the last state."""
+    """(lambda-returns [H, N], the target critic's values [H+1, N], metrics).
+
+    The returns come from the target critic, bootstrapped at the last state.
+    """
     reward = traj['reward']
     disc = tf.cast(traj['discount'], tf.float32)
     value = tf.cast(self.target_critic(traj['feat']).mode(), tf.float32)
-    traj['target_value'] = value  # [H+1, N]; actor_loss reuses it as the baseline.
     target = lambda_return(
         reward[:-1], value[:-1], disc[:-1], bootstrap=value[-1],
         lambda_=self.discount_lambda, axis=0)
     metrics = {
         'critic_slow': tf.reduce_mean(value),
         'critic_target': tf.reduce_mean(target)}
-    return target, metrics
+    return target, value, metrics
 
-  def actor_loss(self, traj, target):
-    """The objective's loss over the first H - 1 states (see objectives.Objective)."""
+  def actor_loss(self, traj, target, target_value):
+    """The objective's loss over the first H - 1 states (see objectives.Objective).
+
+    `target_value` [H+1, N] are the target critic's values from `target`: the
+    baseline when the baseline critic is the target critic.
+    """
     policy = self.actor(tf.stop_gradient(traj['feat'][:-2]))
     baseline_critic = self.target_critic if self.slow_baseline else self.critic
-    if baseline_critic is self.target_critic and 'target_value' in traj:
-      baseline = traj['target_value'][:-2]  # The same values `target` computed.
+    if baseline_critic is self.target_critic:
+      baseline = target_value[:-2]
     else:
       baseline = tf.cast(baseline_critic(traj['feat'][:-2]).mode(), tf.float32)
     ent_scale = self.actor_ent(self.step)
@@ -220,24 +203,6 @@ class ActorCritic(keras.layers.Layer):
     self.updates.assign_add(1)
 
 
-def _bound_head_dist(scope):
-  """The value bound to `<scope>/heads.MLPHead.dist` in gin, or None."""
-  from dreamkit.networks import heads  # pylint: disable=unused-import,import-outside-toplevel
-  with gin.config_scope(scope):
-    return gin.get_bindings('dreamkit.heads.MLPHead').get('dist')
-
-
-def scoped_head(scope):
-  """`heads.MLPHead` with its gin bindings, read in `scope` (e.g. actor/...)."""
-  from dreamkit.networks import heads  # Lazy: heads pull in the networks.
-  configured = heads.registry.configured('MLPHead')
-
-  def factory(*args, **kwargs):
-    with gin.config_scope(scope):
-      return configured(*args, **kwargs)
-  return factory
-
-
 class RewardNorm(tf.Module):
   """Divides rewards by a running mean of their magnitude (momentum 1.0: off).
 
@@ -250,6 +215,9 @@ class RewardNorm(tf.Module):
     self.scale = float(scale)
     self.eps = float(eps)
     self.mag = tf.Variable(1.0, dtype=tf.float32, trainable=False, name='mag')
+
+  def state(self):
+    return {'mag': self.mag}
 
   def __call__(self, reward):
     if self.momentum < 1.0:

@@ -1,114 +1,150 @@
-"""Exploration behaviours, registered in the `objectives` registry.
+"""Exploration behaviours: the `explorers` registry.
 
-Bound as factories and called by the agent with `(world_model, act_space, step)`:
+An explorer is what the agent collects with in 'explore' mode. Bound as a factory
+that the runner calls with `(world_model, actor_critic, step)`, the task
+actor-critic included, so an explorer can act with it or beside it:
 
-    Agent.expl_behavior = @objectives.Plan2Explore
-    objectives.Plan2Explore.disag_target = 'stoch'
+    Pipeline.explorer = @explorers.Plan2Explore
+    explorers.Plan2Explore.disag_target = 'stoch'
 
-`Greedy` (the default) explores with the task actor, `Plan2Explore` with an actor
-trained on ensemble disagreement, `RandomPolicy` uniformly at random (it also fills
-the replay before training: `RandomPolicy(act_space=space)(obs)` runs in NumPy).
+`Greedy` (the reference's default) explores with the task actor, `Random` uniformly at
+random, `Plan2Explore` with an actor trained on ensemble disagreement. `RandomPolicy`
+is the NumPy policy that fills the replay before training.
 """
 
 
-import gin
 import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from dreamkit import optim
-from dreamkit.behavior.actor_critic import (
-    ActorCritic, RewardNorm, check_space, is_discrete, scoped_head)
-from dreamkit.behavior.objectives import Behavior, registry
+from dreamkit.behavior.actor_critic import RewardNorm
 from dreamkit.errors import ConfigError
 from dreamkit.networks import distributions as dists
+from dreamkit.registry import Registry
+from dreamkit.spaces import action_size, check_action_space, is_discrete
 
 tfd = tfp.distributions
 
 
-@registry.register
-class Greedy(Behavior):
-  """Explore with the task actor (the reference's `expl_behavior: greedy`)."""
+class Explorer:
+  """An exploration behaviour: an actor to act with and its own training step.
 
-  def __init__(self, world_model=None, act_space=None, step=None):
-    del world_model, act_space, step
-    # A plain reference: the agent owns (and checkpoints) the task behaviour.
-    self._task = None
+      explorer = Plan2Explore(world_model, actor_critic, step)   # a factory in gin
+      metrics = explorer.train(start, outputs, data)
+      action = explorer.actor(feat).sample()                     # feat [N, F] -> [N, A]
+      explorer.state()                                           # named variables
 
-  def bind(self, task_behavior):
-    self._task = task_behavior
+  `start` is the posterior {key: [B, T, ...]}, `outputs` the world model's train
+  outputs ({'embed', 'feat', 'post', ...} with [B, T, ...]) and `data` the
+  preprocessed batch [B, T, ...]. The world model and the task actor-critic belong to
+  the agent, which saves them; `state()` holds only what the explorer adds.
+  """
 
-  def actor(self, feat):
-    if self._task is None:
-      raise ValueError('Greedy.actor: call bind(task_behavior) first.')
-    return self._task.actor(feat)
+  required_methods = ('train', 'actor')
+  trains = True  # False: `train` does nothing and the agent skips it.
 
   def train(self, start, outputs, data):
-    # The task behaviour is trained by the agent already.
+    raise NotImplementedError
+
+  def actor(self, feat):
+    raise NotImplementedError
+
+  def state(self):
     return {}
 
 
-@registry.register
-class RandomPolicy(Behavior):
-  """Uniform actions: one-hot for Discrete, uniform in [-1, 1] for Box.
+registry = Registry('explorers', Explorer)
 
-      policy = RandomPolicy(act_space=space)
-      outputs, state = policy(obs)          # obs: {key: [N, ...]}; NumPy, no TF graph
+
+def uniform(act_space, batch_shape):
+  """Uniform actions: a one-hot over Discrete(n), uniform on [-1, 1]^d for a Box."""
+  shape = tf.concat([batch_shape, [action_size(act_space)]], 0)
+  if is_discrete(act_space):
+    return dists.OneHotDist(logits=tf.zeros(shape, tf.float32))
+  ones = tf.ones(shape, tf.float32)
+  return tfd.Independent(tfd.Uniform(-ones, ones), 1)
+
+
+@registry.register
+class Greedy(Explorer):
+  """Explore with the task actor (the reference's `expl_behavior: greedy`)."""
+
+  trains = False
+
+  def __init__(self, world_model, actor_critic, step):
+    del world_model, step
+    self._actor_critic = actor_critic
+
+  def actor(self, feat):
+    return self._actor_critic.actor(feat)
+
+  def train(self, start, outputs, data):
+    return {}  # The agent trains the task actor-critic already.
+
+
+@registry.register
+class Random(Explorer):
+  """Explore uniformly at random (the reference's `expl_behavior: random`)."""
+
+  trains = False
+
+  def __init__(self, world_model, actor_critic, step):
+    del world_model, step
+    self.act_space = actor_critic.act_space
+
+  def actor(self, feat):
+    return uniform(self.act_space, tf.shape(feat)[:-1])
+
+  def train(self, start, outputs, data):
+    return {}
+
+
+class RandomPolicy:
+  """Uniform random actions in NumPy, no TF graph: what prefills the replay.
+
+      policy = RandomPolicy(act_space, seed=0)
+      outputs, state = policy(obs)          # obs: {key: [N, ...]}
       outputs['action']                     # [N, A] float32
   """
 
-  def __init__(self, world_model=None, act_space=None, step=None, seed=None):
-    del world_model, step
-    if act_space is None:
-      raise ConfigError('RandomPolicy needs the action space: RandomPolicy(act_space=...).')
-    check_space(act_space, 'RandomPolicy')
-    self.act_space = act_space
+  def __init__(self, act_space, seed=None):
+    check_action_space(act_space, 'RandomPolicy: act_space')
     self.discrete = is_discrete(act_space)
-    self.size = int(act_space.n) if self.discrete else int(act_space.shape[0])
+    self.size = action_size(act_space)
     self._rng = np.random.default_rng(seed)
 
   def sample(self, count):
-    """[count, A] float32 random actions (NumPy)."""
+    """[count, A] float32 random actions."""
     if self.discrete:
       return np.eye(self.size, dtype=np.float32)[self._rng.integers(0, self.size, count)]
     return self._rng.uniform(-1, 1, (count, self.size)).astype(np.float32)
 
-  def __call__(self, obs, state=None, mode='train'):
-    del mode
-    count = len(np.asarray(obs['is_first']))
-    return {'action': self.sample(count)}, state
-
-  def actor(self, feat):
-    batch = tf.shape(feat)[:-1]
-    if self.discrete:
-      return dists.OneHotDist(
-          logits=tf.zeros(tf.concat([batch, [self.size]], 0), tf.float32))
-    ones = tf.ones(tf.concat([batch, [self.size]], 0), tf.float32)
-    return tfd.Independent(tfd.Uniform(-ones, ones), 1)
-
-  def train(self, start, outputs, data):
-    return {}
+  def __call__(self, obs, state=None):
+    return {'action': self.sample(len(np.asarray(obs['is_first'])))}, state
 
 
 @registry.register
-class Plan2Explore(keras.layers.Layer, Behavior):
+class Plan2Explore(keras.layers.Layer, Explorer):
   """Plan2Explore: seek the states where an ensemble of one-step models disagrees.
 
   An ensemble of `disag_models` heads predicts `disag_target` at step t + offset from
   the feature (and the action stored) at step t of the replayed batch. In
   imagination, the intrinsic reward of a state is the ensemble's standard deviation
-  averaged over the target's dimensions (as the reference computes it), and a separate
-  ActorCritic (gin-configured like the task one) maximises
+  averaged over the target's dimensions (as the reference computes it), and an
+  actor-critic of its own maximises
   `expl_intr_scale * intrinsic + expl_extr_scale * extrinsic`.
 
   Args:
     world_model: the agent's WorldModel (dynamics, reward head).
-    act_space: the action space.
+    actor_critic: the agent's task ActorCritic (for the action space).
     step: int64 tf.Variable, the agent step.
-    head: head factory for the ensemble members, called as `head((size,))`; default:
-      the gin-configured `heads.MLPHead` in scope `expl_head` (the reference: 4 x 400,
-      dist mse).
+    behavior: factory of the exploration actor-critic, called as
+      `behavior(act_space, step)` (the defaults bind `@ActorCritic`, configured as
+      the task's, as the reference).
+    head: head factory for the ensemble members, called as `head((size,))` (the
+      defaults bind `@expl_head/heads.MLPHead`: the reference's 4 x 400, dist mse).
     disag_models: ensemble size.
     disag_target: 'stoch', 'deter', 'feat' or 'embed'.
     disag_offset: how many steps ahead the ensemble predicts.
@@ -121,7 +157,7 @@ class Plan2Explore(keras.layers.Layer, Behavior):
 
   TARGETS = ('stoch', 'deter', 'feat', 'embed')
 
-  def __init__(self, world_model, act_space, step, head=None, disag_models=10,
+  def __init__(self, world_model, actor_critic, step, behavior, head, disag_models=10,
                disag_target='stoch', disag_offset=1, disag_log=False,
                disag_action_cond=True, expl_intr_scale=1.0, expl_extr_scale=0.0,
                expl_reward_norm_momentum=1.0, lr=3e-4, eps=1e-5, clip=100.0, wd=1e-6):
@@ -133,7 +169,7 @@ class Plan2Explore(keras.layers.Layer, Behavior):
     if int(disag_models) < 2:
       raise ConfigError(
           f'Plan2Explore.disag_models must be at least 2, got {disag_models}.')
-    head = head or scoped_head('expl_head')
+    act_space = actor_critic.act_space
     self._world_model = _Untracked(world_model)   # The agent owns and saves it.
     self.act_space = act_space
     self.step = step
@@ -144,7 +180,7 @@ class Plan2Explore(keras.layers.Layer, Behavior):
     self.disag_action_cond = bool(disag_action_cond)
     self.intr_scale = float(expl_intr_scale)
     self.extr_scale = float(expl_extr_scale)
-    self.ac = gin.get_configurable(ActorCritic)(act_space, step)
+    self.ac = behavior(act_space, step)
     self.intr_norm = RewardNorm(expl_reward_norm_momentum)
     self.extr_norm = RewardNorm(expl_reward_norm_momentum)
     self.opt = optim.Optimizer('ensemble', lr, eps, clip, wd)
@@ -155,6 +191,11 @@ class Plan2Explore(keras.layers.Layer, Behavior):
   @property
   def world_model(self):
     return self._world_model.value
+
+  def state(self):
+    return {'ensemble': list(self.ensemble), 'optimizer': self.opt,
+            'actor_critic': self.ac, 'intr_norm': self.intr_norm,
+            'extr_norm': self.extr_norm}
 
   def actor(self, feat):
     return self.ac.actor(feat)

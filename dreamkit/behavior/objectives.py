@@ -1,22 +1,21 @@
-"""Actor objectives and the `objectives` registry (which also holds exploration).
+"""Actor objectives and the `objectives` registry.
 
 An objective turns an imagined trajectory and its lambda-returns into the actor loss.
-Bind one as an instance:
+Bound as a factory that the actor-critic calls with its action space:
 
-    ActorCritic.objective = @objectives.Reinforce()
-    ActorCritic.objective = @objectives.Both()
-    objectives.Both.mix = 'linear(0.1,0,2.5e6)'   # gin references take no arguments
+    ActorCritic.objective = @objectives.Auto       # the defaults: the reference's 'auto'
+    ActorCritic.objective = @objectives.Both
+    objectives.Both.mix = 'linear(0.1,0,2.5e6)'
 
-Leaving `ActorCritic.objective` unset picks `Reinforce` for discrete and `Dynamics` for
-continuous action spaces, as the reference's `actor_grad: auto`. The same registry holds
-the exploration behaviours (`dreamkit/behavior/exploration.py`), bound as factories:
-`Agent.expl_behavior = @objectives.Plan2Explore`.
+`Auto` is `Reinforce` for discrete and `Dynamics` for continuous action spaces, as the
+reference's `actor_grad: auto`.
 """
 
 import tensorflow as tf
 
 from dreamkit import schedules
 from dreamkit.registry import Registry
+from dreamkit.spaces import is_discrete
 
 
 class Objective:
@@ -42,9 +41,15 @@ class Objective:
 
   Subclasses implement `objective(policy, action, target, baseline, step)` that
   returns the per-step objective [H-1, N] (to be maximised) and a metrics dict.
+
+  Args:
+    act_space: the action space (gymnasium Discrete or Box), given by the owner.
   """
 
   required_methods = ('objective',)
+
+  def __init__(self, act_space):
+    self.act_space = act_space
 
   def objective(self, policy, action, target, baseline, step):
     """Per-step objective [H-1, N] for action[t] = traj['action'][t+1]."""
@@ -73,33 +78,7 @@ class Objective:
     return loss, metrics
 
 
-class Behavior:
-  """An exploration behaviour: an actor to act with and its own training step.
-
-      behavior = Plan2Explore(world_model, act_space, step)   # factory bound in gin
-      behavior.bind(task_behavior)                            # the agent's ActorCritic
-      metrics = behavior.train(start, outputs, data)
-      action = behavior.actor(feat).sample()                  # feat [N, F] -> [N, A]
-
-  `start` is the posterior {key: [B, T, ...]}, `outputs` the world model's train
-  outputs ({'embed', 'feat', 'post', ...} with [B, T, ...]) and `data` the
-  preprocessed batch [B, T, ...].
-  """
-
-  required_methods = ('train', 'actor')
-
-  def bind(self, task_behavior):
-    """Receive the task ActorCritic (Greedy acts with it); default: ignore it."""
-    del task_behavior
-
-  def train(self, start, outputs, data):
-    raise NotImplementedError
-
-  def actor(self, feat):
-    raise NotImplementedError
-
-
-registry = Registry('objectives', (Objective, Behavior))
+registry = Registry('objectives', Objective)
 
 
 @registry.register
@@ -111,7 +90,9 @@ class Reinforce(Objective):
     # The sampled action is a constant: a straight-through one-hot sample would
     # otherwise carry a second, biased gradient path into the actor.
     log_prob = policy.log_prob(tf.stop_gradient(action))
-    return log_prob * advantage, {'actor_advantage': tf.reduce_mean(advantage)}
+    return log_prob * advantage, {
+        'actor_advantage': tf.reduce_mean(advantage),
+        'actor_advantage_std': tf.math.reduce_std(advantage)}
 
 
 @registry.register
@@ -127,14 +108,16 @@ class Both(Objective):
   """mix * Dynamics + (1 - mix) * Reinforce.
 
   Args:
+    act_space: the action space, given by the owner.
     mix: weight of the dynamics gradient, a number or a schedule string such as
       'linear(0.1,0,2.5e6)' (the reference's `actor_grad_mix` is 0.1).
   """
 
-  def __init__(self, mix=0.1):
+  def __init__(self, act_space, mix=0.1):
+    super().__init__(act_space)
     self.mix = schedules.parse(mix, name='objectives.Both.mix')
-    self._reinforce = Reinforce()
-    self._dynamics = Dynamics()
+    self._reinforce = Reinforce(act_space)
+    self._dynamics = Dynamics(act_space)
 
   def objective(self, policy, action, target, baseline, step):
     mix = self.mix(step)
@@ -144,7 +127,14 @@ class Both(Objective):
     return mix * dynamics + (1 - mix) * reinforce, metrics
 
 
-def auto(discrete):
-  """The reference's `actor_grad: auto`: Reinforce if `discrete` else Dynamics."""
-  return Reinforce() if discrete else Dynamics()
+@registry.register
+class Auto(Objective):
+  """The reference's `actor_grad: auto`: Reinforce for discrete actions, else Dynamics."""
+
+  def __init__(self, act_space):
+    super().__init__(act_space)
+    self.chosen = Reinforce(act_space) if is_discrete(act_space) else Dynamics(act_space)
+
+  def objective(self, policy, action, target, baseline, step):
+    return self.chosen.objective(policy, action, target, baseline, step)
 

@@ -10,13 +10,13 @@ TensorFlow (see dmc.py).
 
 import difflib
 
-import numpy as np
 from gymnasium import spaces
 
 from dreamkit.envs import wrappers
 from dreamkit.envs.base import Env
 from dreamkit.errors import UserError
 from dreamkit.registry import Registry
+from dreamkit.spaces import check_action_space, is_discrete
 
 
 def _check_prefix(cls, name):
@@ -42,11 +42,7 @@ from dreamkit.envs.dmc import DMC  # noqa: E402
 from dreamkit.envs.fake import Fake  # noqa: E402
 from dreamkit.envs.gym import Gym  # noqa: E402
 from dreamkit.envs.parallel import ParallelEnvs  # noqa: E402
-
-
-def is_discrete(space):
-  """True for a Discrete action space (one-hot actions), False for a Box."""
-  return isinstance(space, spaces.Discrete)
+from dreamkit.envs.batched import BatchedEnvs, SerialEnvs  # noqa: E402
 
 
 def prefixes():
@@ -115,15 +111,9 @@ def check_spaces(env, task):
         f"{where}: obs_space needs at least one observation key and 'reward', "
         f"'is_first', 'is_last', 'is_terminal'; it has {sorted(obs)}. "
         'dreamkit.envs.wrappers.obs_space(keys) adds the last four (docs/envs.md).')
-  act = env.act_space
-  box = (isinstance(act, spaces.Box) and len(act.shape) == 1 and
-         np.all(act.low == -1) and np.all(act.high == 1))
-  if not (isinstance(act, spaces.Discrete) or box):
-    raise UserError(
-        f'{where}: act_space {act!r} is not supported. Use gymnasium.spaces.Discrete(n) '
-        'or Box(-1, 1, (d,), float32) and rescale to the simulator inside the env '
-        '(dreamkit.envs.wrappers.continuous_space(d)).')
+  check_action_space(env.act_space, f'{where}: act_space')
 
 
 __all__ = ['Env', 'registry', 'is_discrete', 'make', 'parse_task', 'check_spaces',
-           'prefixes', 'Atari', 'DMC', 'Fake', 'Gym', 'ParallelEnvs']
+           'prefixes', 'Atari', 'DMC', 'Fake', 'Gym', 'BatchedEnvs', 'ParallelEnvs',
+           'SerialEnvs']

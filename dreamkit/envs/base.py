@@ -14,13 +14,13 @@ class Env:
   time limit. `act_space` is a `gymnasium.spaces.Discrete` (the agent sends a one-hot
   float32 vector; an int index is accepted too) or a `gymnasium.spaces.Box` bounded
   to [-1, 1] (float32). The `prefix` class attribute names the task family that
-  `--task prefix:name` selects; `task` is the part after the colon. An optional
-  `action_repeat` attribute (simulator steps per agent step) lets the runner count
-  frames; the runner assumes 1 when it is missing. docs/envs.md describes the
-  built-in envs.
+  `--task prefix:name` selects; `task` is the part after the colon.
+  `action_repeat` (simulator steps per agent step) is how the runner counts frames.
+  docs/envs.md describes the built-in envs.
   """
 
   prefix = None
+  action_repeat = 1  # Simulator steps per agent step; set it if the env repeats.
   required_methods = ('reset', 'step')
 
   # Set both in __init__ (or define them as properties); `dreamkit.envs.make` refuses

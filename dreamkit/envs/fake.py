@@ -36,7 +36,6 @@ class Fake(Env):
   """
 
   prefix = 'fake'
-  action_repeat = 1
 
   def __init__(self, task, image=True, vector=True, size=(16, 16), channels=1,
                length=20, actions=3, dim=2, terminal_prob=0.05, seed=None):

@@ -22,6 +22,7 @@ import traceback
 import gin
 
 from dreamkit import errors
+from dreamkit.envs.batched import BatchedEnvs
 from dreamkit.errors import UserError
 
 _CONTEXT = multiprocessing.get_context('spawn')
@@ -54,12 +55,9 @@ def _serve(conn, builder, kwargs):
     if method == 'close':
       break
     try:
-      if method == 'attribute':
-        result = getattr(env, *args)  # (name, default)
-      else:
-        result = getattr(env, method)
-        if callable(result):
-          result = result(*args)  # Methods are called; properties are read.
+      result = getattr(env, method)
+      if callable(result):
+        result = result(*args)  # Methods are called; attributes are read.
       conn.send(('ok', result))
     except BaseException as e:
       conn.send(_failure(e))
@@ -160,10 +158,6 @@ class Worker:
     return self.receive()
 
   @property
-  def alive(self):
-    return self._finalizer.still_active() and self._process.is_alive()
-
-  @property
   def pid(self):
     return self._process.pid
 
@@ -210,7 +204,7 @@ def worker_config(gin_config):
   return _OTHER_DREAMKIT_IMPORT.sub('', gin_config)
 
 
-class ParallelEnvs:
+class ParallelEnvs(BatchedEnvs):
   """`num` copies of the env for `task`, each stepped in its own spawn worker.
 
   Args:
@@ -232,6 +226,7 @@ class ParallelEnvs:
     if gin_config is None:
       gin_config = gin.config_str()
     self.task = task
+    self.num = int(num)
     self.workers = []
     try:
       # Start every worker before waiting for any, so they build concurrently.
@@ -245,15 +240,10 @@ class ParallelEnvs:
       _gather(self.workers)
       self.obs_space = self.workers[0].call('obs_space')
       self.act_space = self.workers[0].call('act_space')
-      # Simulator steps per agent step, for counting frames (1 if the env has none).
-      self.action_repeat = self.workers[0].call('attribute', 'action_repeat', 1)
+      self.action_repeat = self.workers[0].call('action_repeat')
     except BaseException:
       self.close()
       raise
-
-  @property
-  def num(self):
-    return len(self.workers)
 
   def reset_all(self):
     """Resets every copy; returns their first step dicts."""
@@ -277,12 +267,6 @@ class ParallelEnvs:
   def close(self):
     for worker in self.workers:
       worker.close()
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    self.close()
 
 
 def _gather(workers):

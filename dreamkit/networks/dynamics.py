@@ -163,6 +163,10 @@ class CategoricalRSSM(RSSM):
   State: {'logit': [B, S, K], 'stoch': [B, S, K], 'deter': [B, D]}; feature
   [B, S*K + D].
 
+  The sizes have no default here: pipelines bind them through the macros DETER,
+  HIDDEN, STOCH (and DISCRETE) of dreamerv2_defaults.gin (the reference: 1024, 1024,
+  32, 32).
+
   Args:
     deter: GRU size.
     hidden: width of the dense layers around the GRU.
@@ -172,8 +176,7 @@ class CategoricalRSSM(RSSM):
     norm: 'none' or 'layer' on the hidden layers.
   """
 
-  def __init__(self, deter=1024, hidden=1024, stoch=32, discrete=32, act='elu',
-               norm='none'):
+  def __init__(self, deter, hidden, stoch, discrete, act='elu', norm='none'):
     if discrete < 2:
       raise ConfigError(
           f'CategoricalRSSM.discrete must be at least 2, got {discrete}; for '
@@ -214,6 +217,10 @@ class GaussianRSSM(RSSM):
   samples. State: {'mean', 'std', 'stoch': [B, S], 'deter': [B, D]}; feature
   [B, S + D].
 
+  The sizes have no default here: pipelines bind them through the macros DETER,
+  HIDDEN, STOCH (and DISCRETE) of dreamerv2_defaults.gin (the reference: 1024, 1024,
+  32, 32).
+
   Args:
     deter: GRU size.
     hidden: width of the dense layers around the GRU.
@@ -224,7 +231,7 @@ class GaussianRSSM(RSSM):
     min_std: added to the std.
   """
 
-  def __init__(self, deter=1024, hidden=1024, stoch=32, act='elu', norm='none',
+  def __init__(self, deter, hidden, stoch, act='elu', norm='none',
                std_act='sigmoid2', min_std=0.1):
     if std_act not in STD_ACTS:
       raise ConfigError(

@@ -42,21 +42,24 @@ class DreamerEncoder(Encoder):
   Image keys with the same HxW are stacked along channels. Keys are picked by regex
   (`re.match`) at the first call: `cnn_keys` first, then `mlp_keys` among the rest.
 
+  The sizes the decoder shares have no default here: pipelines bind them through the
+  macros of dreamerv2_defaults.gin (CNN_KEYS, MLP_KEYS, CNN_DEPTH, MLP_LAYERS,
+  MLP_UNITS; the reference's 'image', '$^', 48, 4, 400).
+
   Args:
     cnn_keys: regex of the image keys.
-    mlp_keys: regex of the vector keys (the reference default '^$' picks none; here
-      any non-image input key, so vector-only tasks work without extra config).
-    act: activation after every conv and dense layer.
-    norm: 'none' or 'layer' after every conv and dense layer.
+    mlp_keys: regex of the vector keys.
     cnn_depth: channel multiplier of the convs.
-    cnn_kernels: kernel size of each conv (their count is the number of convs).
     mlp_layers: number of dense layers over the vector keys.
     mlp_units: width of those layers.
+    act: activation after every conv and dense layer.
+    norm: 'none' or 'layer' after every conv and dense layer.
+    cnn_kernels: kernel size of each conv (their count is the number of convs).
   """
 
   def __init__(
-      self, cnn_keys=r'image', mlp_keys=r'.*', act='elu', norm='none',
-      cnn_depth=48, cnn_kernels=(4, 4, 4, 4), mlp_layers=4, mlp_units=400):
+      self, cnn_keys, mlp_keys, cnn_depth, mlp_layers, mlp_units, act='elu',
+      norm='none', cnn_kernels=(4, 4, 4, 4)):
     super().__init__()
     self.cnn_keys = compile_regex(cnn_keys, 'DreamerEncoder.cnn_keys').pattern
     self.mlp_keys = compile_regex(mlp_keys, 'DreamerEncoder.mlp_keys').pattern

@@ -62,8 +62,8 @@ class MLPHead(Head):
 
   Args:
     shape: event shape, e.g. () for reward, (A,) for actions.
-    layers: number of hidden layers.
-    units: hidden width.
+    layers: number of hidden layers (pipelines bind MLP_LAYERS; the reference: 4).
+    units: hidden width (pipelines bind MLP_UNITS; the reference: 400).
     act: hidden activation.
     norm: 'none' or 'layer' after every hidden layer.
     dist: 'mse' (Normal std 1), 'binary' (Bernoulli), 'normal', 'onehot'
@@ -72,7 +72,7 @@ class MLPHead(Head):
     init_std: offset of a learned std's pre-activation.
   """
 
-  def __init__(self, shape, layers=4, units=400, act='elu', norm='none', dist='mse',
+  def __init__(self, shape, layers, units, act='elu', norm='none', dist='mse',
                min_std=0.1, init_std=0.0):
     super().__init__()
     self.shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
@@ -104,19 +104,21 @@ class DreamerDecoder(Head):
   (5, 5, 6, 6) gives 64x64, (2, 2, 2, 2) 16x16, (4, 2, 2, 2) 32x32. Vector keys: an
   MLP then one Normal(mean, 1) output layer per key.
 
+  The sizes it shares with the encoder have no default here: pipelines bind them
+  through the macros of dreamerv2_defaults.gin.
+
   Args:
     shapes: {key: shape} of the observation keys (given by the world model).
     cnn_keys, mlp_keys: regexes picking the image and vector keys (as the encoder).
+    cnn_depth: channel multiplier.
+    mlp_layers, mlp_units: the vector MLP.
     act: hidden activation.
     norm: 'none' or 'layer' after hidden layers.
-    cnn_depth: channel multiplier.
     cnn_kernels: kernel of each transposed conv.
-    mlp_layers, mlp_units: the vector MLP.
   """
 
-  def __init__(self, shapes, cnn_keys=r'image', mlp_keys=r'.*', act='elu',
-               norm='none', cnn_depth=48, cnn_kernels=(5, 5, 6, 6), mlp_layers=4,
-               mlp_units=400):
+  def __init__(self, shapes, cnn_keys, mlp_keys, cnn_depth, mlp_layers, mlp_units,
+               act='elu', norm='none', cnn_kernels=(5, 5, 6, 6)):
     super().__init__()
     shapes = {k: tuple(v) for k, v in shapes.items()}
     self.image_keys, self.vector_keys = split_keys(shapes, cnn_keys, mlp_keys)

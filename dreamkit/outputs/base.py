@@ -35,7 +35,7 @@ class Output:
     """Optional: a text record, such as the run's config."""
 
   def progress(self, step, counters):
-    """Optional: live counters between rows (`frames`, `train_steps`,
+    """Optional: live counters between rows (`frames`, `updates`,
     `steps_budget`), about once a second; e.g. for a status line."""
 
   def flush(self):

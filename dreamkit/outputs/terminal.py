@@ -9,7 +9,7 @@ from dreamkit.outputs import registry
 from dreamkit.outputs.base import Output
 
 # Counters and rates the status line shows; every other key is a result.
-PROGRESS_KEYS = ('steps_budget', 'frames', 'train_steps', 'fps', 'step_fps', 'train_fps')
+PROGRESS_KEYS = ('steps_budget', 'frames', 'updates', 'fps', 'step_fps', 'train_fps')
 
 # Shortest time between two redraws of the TTY status line for progress-only rows:
 # redrawing on every env step would cost more than it shows.
@@ -98,13 +98,13 @@ class Terminal(Output):
 
   The status line shows `step/budget`, frames, env steps/s, train steps/s, the last
   train and eval return and the ETA (from `steps_budget` and the smoothed step rate;
-  while rows report `train_steps` 0, i.e. during prefill, `ETA after prefill`):
+  while rows report `updates` 0, i.e. during prefill, `ETA after prefill`):
 
       1,200/50,000 steps 2.4% | 4,800 frames | 81.3 steps/s | 16.2 train/s |
       return 12 | eval 15.5 | ETA 10m00s   (one line)
 
   A row with results (any key besides the progress counters `steps_budget`,
-  `frames`, `train_steps`, `fps`, `step_fps`, `train_fps`) also prints a permanent line:
+  `frames`, `updates`, `fps`, `step_fps`, `train_fps`) also prints a permanent line:
 
       [1,200] train_return 12 / train_length 180 / model_loss 3.1 / kl_loss 1.02 / ...
 
@@ -155,14 +155,14 @@ class Terminal(Output):
   def write(self, step, metrics):
     now = self._clock()
     step = int(step)
-    if self._progress.get('train_steps') == 0 and metrics.get('train_steps', 0) > 0:
+    if self._progress.get('updates') == 0 and metrics.get('updates', 0) > 0:
       # Training has started: the prefill's step rate says nothing about the ETA now.
       self._step_rate = _Rate(self._step_rate.horizon)
     self._progress.update(
         {key: metrics[key] for key in PROGRESS_KEYS if key in metrics})
     self._step_rate.update(now, step)
-    if 'train_steps' in metrics:
-      self._train_rate.update(now, float(metrics['train_steps']))
+    if 'updates' in metrics:
+      self._train_rate.update(now, float(metrics['updates']))
     if 'train_return' in metrics:
       self._last_return = metrics['train_return']
     if 'eval_return' in metrics:
@@ -239,7 +239,7 @@ class Terminal(Output):
       rate = self._step_rate.value
       if step >= budget:
         parts.append('done')
-      elif self._progress.get('train_steps') == 0:
+      elif self._progress.get('updates') == 0:
         parts.append('ETA after prefill')  # Training, the slow part, has not begun.
       elif rate:
         parts.append(f'ETA {format_duration((budget - step) / rate)}')

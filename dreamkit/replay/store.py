@@ -1,9 +1,11 @@
 """What every episode store shares: the episode index, chunk sampling and tf.data.
 
 A store calls `_setup_index(...)` in its constructor and implements three things:
-`_store(key, episode, length)` (keep a finished episode), `signature()` and
-`_read(key, start, length)` (the sampler's way into the stored steps). Adding steps,
-the minlen rule, sampling, the tf.data pipeline and the basic stats live here once.
+`_store(episode, length)` (keep a finished, converted episode and index it),
+`signature()` ({key: (dtype, step shape)} of the sampled keys) and
+`_read(key, start, stop, out, row, pos)` (the sampler's way into the stored steps,
+see sampling.py). Adding steps, the minlen rule, sampling, the tf.data pipeline and
+the basic stats live here once.
 """
 
 import warnings

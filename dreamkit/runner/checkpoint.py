@@ -1,49 +1,137 @@
-"""Checkpoints: the whole training state in one TF checkpoint, written atomically.
+"""Checkpoints: the whole training state under readable names, written atomically.
 
-A checkpoint holds every variable of the agent (weights, the slow critic, norm
-statistics, optimizer slots, iterations and loss scales), the counters and the
-random state. TensorFlow writes the data files first and only then swaps the
-`checkpoint` state file atomically, so a run killed while saving still points at its
-previous complete checkpoint. No pickle: NumPy's random state is stored as a JSON
-string variable.
+What is saved is explicit. Each part of the agent says what it holds with a
+`state()` method, a dict of names to variables, Keras layers, lists or other parts
+with a `state()` of their own:
 
-The agent's variables are saved as one ordered list, not through TensorFlow's object
-graph: Keras 3 layers held in lists or dicts are invisible to `tf.train.Checkpoint`,
-so the graph silently misses weights. Keras' own tracking (`layer.variables`) sees
-them all, in an order fixed by the code and the config; a checkpoint written by a
-different architecture is refused with a clear error.
+    Agent.state()        {'world_model': wm, 'actor_critic': ac, 'explorer': {...}}
+    WorldModel.state()   {'encoder': layer, 'dynamics': layer, 'heads': {...}, 'optimizer': opt}
+    Optimizer.state()    {'skipped': variable, 'keras': [iterations, moments, ...]}
+
+`named_variables` flattens that into `{'agent/world_model/encoder/003_kernel': v}`:
+the name of a part is the path of keys that leads to it, and the variables of a Keras
+layer are numbered in the layer's own (code-fixed) order with their short names. The
+checkpoint stores exactly these names (`tf.train.list_variables` shows them), beside
+the run's counters and random state, so a test can read it, a refactoring that keeps
+the names keeps old checkpoints loadable, and a checkpoint of another architecture is
+refused with the names and shapes that differ. No pickle: NumPy's random state is a
+JSON string variable.
+
+TensorFlow writes the data files first and only then swaps the `checkpoint` state
+file atomically, so a run killed while saving still points at its previous complete
+checkpoint.
 """
 
 import json
+import re
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from dreamkit.errors import UserError
-from dreamkit.optim import Optimizer
+
+_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
+
+
+def named_variables(part, prefix='agent'):
+  """{name: tf.Variable} of `part` (anything with a `state()`), names as in the doc.
+
+  A variable reachable twice (the agent step shared by several parts) is listed
+  once, under the first name that reaches it.
+  """
+  result, seen = {}, set()
+
+  def visit(value, name):
+    if isinstance(value, tf.Variable) or isinstance(value, keras.Variable):
+      if id(value) not in seen:
+        seen.add(id(value))
+        result[name] = value
+    elif hasattr(value, 'state') and callable(value.state):
+      visit(value.state(), name)
+    elif isinstance(value, keras.layers.Layer):
+      if not value.variables:
+        raise ValueError(f'{name} has no variables yet: train once before saving.')
+      for index, variable in enumerate(value.variables):
+        visit(variable, f'{name}/{index:03d}_{_short(variable)}')
+    elif isinstance(value, dict):
+      for key in value:
+        visit(value[key], f'{name}/{key}')
+    elif isinstance(value, (list, tuple)):
+      for index, item in enumerate(value):
+        visit(item, f'{name}/{index:03d}_{_short(item)}' if _is_variable(item)
+              else f'{name}/{index}')
+    else:
+      raise TypeError(f'{name}: cannot save {value!r}; a state() holds variables, '
+                      'Keras layers, lists and dicts of them, or parts with a state().')
+
+  visit(part, prefix)
+  return result
+
+
+def _is_variable(value):
+  return isinstance(value, (tf.Variable, keras.Variable))
+
+
+def _short(variable):
+  name = getattr(variable, 'name', 'variable').split('/')[-1].split(':')[0]
+  return re.sub(r'[^A-Za-z0-9_.-]', '_', name)
+
+
+def _tf_variable(variable):
+  """The tf.Variable behind a Keras 3 variable (what tf.train.Checkpoint saves)."""
+  return getattr(variable, 'value', variable) if isinstance(variable, keras.Variable) \
+      else variable
+
+
+def _nest(flat):
+  """{'a/b/c': v} -> {'a': {'b': {'c': v}}}: tf.train.Checkpoint keys are the paths."""
+  tree = {}
+  for name, variable in flat.items():
+    node = tree
+    *parents, leaf = name.split('/')
+    for parent in parents:
+      node = node.setdefault(parent, {})
+    node[leaf] = _tf_variable(variable)
+  return tree
+
+
+def saved_names(path):
+  """{name: shape} of the agent variables in the checkpoint at `path`."""
+  names = {}
+  for key, shape in tf.train.list_variables(path):
+    if key.startswith('agent/') and key.endswith(_SUFFIX):
+      names[key[:-len(_SUFFIX)]] = tuple(shape)
+  return names
 
 
 class Checkpoint:
-  """Saves and restores `objects` (trackables by name) plus a NumPy Generator.
+  """Saves and restores an agent's named state, counters and random state.
 
-      checkpoint = Checkpoint(logdir / 'checkpoints', agent=agent, step=step)
-      checkpoint.restore()     # False on a fresh logdir
+      checkpoint = Checkpoint(logdir / 'checkpoints', agent, rng, step=step, ...)
+      checkpoint.restore()     # False when there is none; a UserError on a mismatch
       checkpoint.save()
+
+  Args:
+    directory: where the checkpoints go.
+    agent: anything with a `state()` (built: train once first).
+    rng: a NumPy Generator whose state is saved and restored.
+    keep: how many checkpoints to keep.
+    counters: named int64 variables (the run's step, updates, episodes).
   """
 
-  def __init__(self, directory, rng, agent, keep=2, **counters):
+  def __init__(self, directory, agent, rng, keep=2, **counters):
     self._directory = Path(directory)
     self._rng = rng
     self._rng_state = tf.Variable('', dtype=tf.string, trainable=False, name='rng_state')
-    self._tf_rng = tf.random.get_global_generator()
-    # A counter the agent also holds (its step) is saved once, under its counter name.
     counter_ids = {id(counter) for counter in counters.values()}
-    self._agent_variables = [
-        v for v in agent_variables(agent) if id(v) not in counter_ids]
+    # A counter the agent also holds (its step) is saved once, as a counter.
+    self.variables = {
+        name: variable for name, variable in named_variables(agent).items()
+        if id(variable) not in counter_ids and id(_tf_variable(variable)) not in counter_ids}
     self._checkpoint = tf.train.Checkpoint(
-        rng_state=self._rng_state, tf_rng=self._tf_rng,
-        agent_variables=self._agent_variables, **counters)
+        agent=_nest(self.variables)['agent'], rng_state=self._rng_state, tf_rng=tf.random.get_global_generator())
     self._manager = tf.train.CheckpointManager(
         self._checkpoint, str(self._directory), max_to_keep=keep)
 
@@ -60,57 +148,54 @@ class Checkpoint:
     path = self._manager.latest_checkpoint
     if path is None:
       return False
+    self._check_names(path)
     try:
-      # Everything is built before restoring, so every saved value must match.
       self._checkpoint.restore(path).assert_existing_objects_matched()
-      count = tf.train.load_checkpoint(path).get_variable_to_shape_map()
-      saved = sum(1 for key in count if key.startswith('agent_variables/'))
-      if saved != len(self._agent_variables):
-        raise ValueError(f'{saved} agent variables saved, {len(self._agent_variables)} built')
     except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as e:
       raise UserError(
-          f'The checkpoint {path} was written by a different configuration of the '
-          f'agent ({str(e).splitlines()[0][:200]}). Resume with the config of that '
-          'run (its logdir holds config.gin) or start a fresh --logdir.') from None
+          f'The checkpoint {path} does not match this agent '
+          f'({str(e).splitlines()[0][:200]}). Resume with the config of that run '
+          '(its logdir holds config.gin) or start a fresh --logdir.') from None
     state = self._rng_state.numpy().decode()
     if state:
       self._rng.bit_generator.state = json.loads(state)
     return True
 
+  def _check_names(self, path):
+    """A UserError naming the parts whose variables or shapes differ from `path`'s."""
+    saved = saved_names(path)
+    if not saved:
+      raise UserError(
+          f'The checkpoint {path} has no named agent state: it was written by an '
+          'older dreamkit (before named checkpoints). Start a fresh --logdir, or '
+          'resume it with the dreamkit version that wrote it.')
+    built = {name: tuple(v.shape) for name, v in self.variables.items()}
+    if saved == built:
+      return
+    differences = []
+    for part in sorted({_part(name) for name in set(saved) | set(built)}):
+      have = {n: s for n, s in saved.items() if _part(n) == part}
+      want = {n: s for n, s in built.items() if _part(n) == part}
+      if have == want:
+        continue
+      if not have or not want:
+        differences.append(f"{part} {'is not in the checkpoint' if not have else 'is not built by this config'}")
+        continue
+      shapes = [f'{n.rsplit("/", 1)[-1]} {have[n]} saved vs {want[n]} built'
+                for n in sorted(set(have) & set(want)) if have[n] != want[n]]
+      detail = shapes[0] if shapes else f'{len(have)} variables saved vs {len(want)} built'
+      differences.append(f'{part}: {detail}')
+    raise UserError(
+        f'The checkpoint {path} was written by a different configuration of the '
+        f"agent: {'; '.join(differences[:4])}"
+        f"{f' (and {len(differences) - 4} more)' if len(differences) > 4 else ''}. "
+        'Resume with the config of that run (its logdir holds config.gin) or start a '
+        'fresh --logdir.')
 
-def agent_variables(agent):
-  """Every variable of `agent` a resumed run needs, in a fixed order, each once.
 
-  The layers' variables (trainable or not, through Keras' tracking, which sees layers
-  in lists and dicts), then what Keras does not track, attribute by attribute of each
-  layer: plain `tf.Variable`s (e.g. ActorCritic's update counter), the variables of
-  `tf.Module`s (e.g. RewardNorm) and the state of every `Optimizer`: its skipped
-  counter and the Keras optimizer's iterations, moments and loss scale.
-  """
-  seen, result = set(), []
-
-  def add(variables):
-    for variable in variables:
-      if id(variable) not in seen:
-        seen.add(id(variable))
-        result.append(variable)
-
-  add(agent.variables)
-  for layer in agent._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
-    for value in vars(layer).values():
-      if isinstance(value, Optimizer):
-        keras_optimizer = value.optimizer
-        if keras_optimizer is None:
-          raise ValueError(f'{value.name} is not built yet: train once before saving.')
-        add([value.skipped])
-        add(keras_optimizer.variables)
-        inner = getattr(keras_optimizer, 'inner_optimizer', None)
-        add(inner.variables if inner is not None else [])
-      elif isinstance(value, tf.Variable):
-        add([value])
-      elif isinstance(value, tf.Module):
-        add(value.variables)
-  return result
+def _part(name):
+  """The part a variable belongs to: its name without the last component."""
+  return name.rsplit('/', 1)[0]
 
 
 def numpy_rng(seed):

@@ -10,7 +10,8 @@ Replay, counters and outputs simply subscribe; the driver knows none of them.
 
 import numpy as np
 
-from dreamkit.envs import is_discrete
+from dreamkit.envs.batched import BatchedEnvs, SerialEnvs
+from dreamkit.spaces import action_size
 
 
 class Driver:
@@ -24,12 +25,10 @@ class Driver:
   """
 
   def __init__(self, envs):
-    # A list of Env objects steps them in this process; a ParallelEnvs steps its
-    # workers concurrently. Both speak reset(indices) / step(actions).
-    self._envs = SerialEnvs(envs) if isinstance(envs, (list, tuple)) else envs
-    space = self._envs.act_space
-    self._zero_action = np.zeros(
-        space.n if is_discrete(space) else space.shape[0], np.float32)
+    # A list of Env objects is stepped in this process; any BatchedEnvs (a
+    # ParallelEnvs steps its workers concurrently) is stepped as it is.
+    self._envs = envs if isinstance(envs, BatchedEnvs) else SerialEnvs(envs)
+    self._zero_action = np.zeros(action_size(self._envs.act_space), np.float32)
     self._on_step = []
     self._on_episode = []
     self.reset()
@@ -84,24 +83,3 @@ class Driver:
     episode = {key: np.stack([step[key] for step in steps]) for key in steps[0]}
     for callback in self._on_episode:
       callback(episode, index)
-
-
-class SerialEnvs:
-  """Env objects stepped one after another in this process (ParallelEnvs' API)."""
-
-  def __init__(self, envs):
-    self.envs = list(envs)
-    self.num = len(self.envs)
-    self.obs_space = self.envs[0].obs_space
-    self.act_space = self.envs[0].act_space
-    self.action_repeat = getattr(self.envs[0], 'action_repeat', 1)
-
-  def reset(self, indices):
-    return [self.envs[index].reset() for index in indices]
-
-  def step(self, actions):
-    return [env.step(action) for env, action in zip(self.envs, actions)]
-
-  def close(self):
-    for env in self.envs:
-      env.close()

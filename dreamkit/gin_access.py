@@ -1,0 +1,105 @@
+"""Everything dreamkit reads of gin-config beyond its public API, in one place.
+
+gin-config has no public way to list what was bound, what was read, or every
+registered name, and its errors carry their facts only in their message text. This
+module is the one place that knows those internals and message forms, for the gin
+version setup.py pins (GIN_VERSION); tests/test_gin_access.py pins each of them, so an
+upgrade that changes one fails there, by name, and nowhere else.
+
+    bound()                 [(scope, selector, {param: value})] as parsed
+    read()                  {(scope, selector): {param, ...}} read by calls so far
+    selectors()             every registered configurable's full selector
+    error_facts(error)      what a gin parse error says: ErrorFacts(kind, ...)
+"""
+
+import dataclasses
+import re
+
+import gin
+
+GIN_VERSION = '0.5.0'
+
+
+def bound():
+  """Every parsed binding: [(scope, selector, {param: value})], scope '' if none."""
+  config = gin.config._CONFIG  # pylint: disable=protected-access
+  return [(scope, selector, dict(params)) for (scope, selector), params in config.items()]
+
+
+def read():
+  """{(scope, selector): set of params} that calls of configurables have read."""
+  operative = gin.config._OPERATIVE_CONFIG  # pylint: disable=protected-access
+  return {key: set(params) for key, params in operative.items()}
+
+
+def selectors():
+  """The full selector of every registered configurable ('dreamkit.heads.MLPHead')."""
+  # A gin SelectorMap: iterating it directly indexes it with 0, 1, ... (KeyError).
+  registry = gin.config._REGISTRY  # pylint: disable=protected-access
+  return sorted(selector for selector, _ in registry.items())
+
+
+@dataclasses.dataclass
+class ErrorFacts:
+  """What a gin error says. `kind` is one of:
+
+  'unknown_configurable' (name), 'unknown_parameter' (name, parameter),
+  'missing_file' (path), 'required' (name, parameters), 'syntax' (message, file,
+  line, text), or 'other' (message). `file` / `line` or `binding` say where, when
+  gin says it.
+  """
+  kind: str
+  message: str = ''
+  name: str = ''
+  parameter: str = ''
+  parameters: tuple = ()
+  path: str = ''
+  file: str = ''
+  line: int = 0
+  text: str = ''
+  binding: str = ''
+
+
+_UNKNOWN_CONFIGURABLE = re.compile(
+    r"No configurable matching (?:reference )?'@?([\w./]+?)(?:\(\))?'")
+_UNKNOWN_PARAMETER = re.compile(
+    r"Configurable '([\w.]+)' doesn't have a parameter named '(\w+)'")
+_MISSING_FILE = re.compile(r'Unable to open file: (.+?)\. Searched')
+_REQUIRED = re.compile(r'Required bindings for `([\w.]+)` not provided in config: \[(.*?)\]')
+_IN_FILE = re.compile(r'In file "([^"]+)", line (\d+)')
+_IN_BINDING = re.compile(r'In bindings string line \d+\n\s*(.*)')
+
+
+def error_facts(error):
+  """The facts of an exception gin raised while parsing or calling; see ErrorFacts."""
+  if isinstance(error, SyntaxError):
+    location = error.args[1] if len(error.args) > 1 else None
+    if location is not None and hasattr(location, 'line_num'):
+      return ErrorFacts('syntax', message=str(error.args[0]),
+                        file=location.filename or '', line=location.line_num,
+                        text=(location.line_content or '').strip())
+    return ErrorFacts('syntax', message=str(error))
+  text = str(error)
+  where = {}
+  match = _IN_FILE.search(text)
+  if match:
+    where = {'file': match.group(1), 'line': int(match.group(2))}
+  else:
+    match = _IN_BINDING.search(text)
+    if match:
+      where = {'binding': match.group(1).strip()}
+  match = _UNKNOWN_CONFIGURABLE.search(text)
+  if match:
+    return ErrorFacts('unknown_configurable', name=match.group(1), **where)
+  match = _UNKNOWN_PARAMETER.search(text)
+  if match:
+    return ErrorFacts('unknown_parameter', name=match.group(1),
+                      parameter=match.group(2), **where)
+  match = _MISSING_FILE.search(text)
+  if match:
+    return ErrorFacts('missing_file', path=match.group(1), **where)
+  match = _REQUIRED.search(text)
+  if match:
+    names = tuple(n.strip(" '") for n in match.group(2).split(','))
+    return ErrorFacts('required', name=match.group(1), parameters=names, **where)
+  return ErrorFacts('other', message=' '.join(text.strip().splitlines()[:1]), **where)

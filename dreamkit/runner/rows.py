@@ -1,0 +1,119 @@
+"""The run's metrics rows: what the outputs receive, and when.
+
+    rows = Rows(outputs, counters, action_repeat, budget)
+    rows.update(metrics)            # after every update: kept until the next row
+    rows.write(step, replay_steps)  # a row of the updates' means and the rates
+    rows.episode(episode)           # a row per finished training episode
+    rows.evaluation(returns, lengths, extra)
+    rows.progress()                 # live counters, at most once a second
+
+Counters are the run's `Counters` (agent steps, updates, episodes). Frames are agent
+steps times the env's action repeat, as the reference counts them.
+"""
+
+import collections
+import dataclasses
+import time
+
+import numpy as np
+import tensorflow as tf
+
+PROGRESS_SECONDS = 1.0  # between live progress updates to the outputs
+
+
+@dataclasses.dataclass
+class Counters:
+  """The run's counters, tf.Variables so that the checkpoint carries them."""
+  step: tf.Variable      # agent steps (env steps after action repeat)
+  updates: tf.Variable   # training updates (world model + actor-critic)
+  episodes: tf.Variable  # finished training episodes
+
+  @classmethod
+  def create(cls):
+    make = lambda name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+    return cls(make('step'), make('updates'), make('episodes'))
+
+  def as_dict(self):
+    return {'step': self.step, 'updates': self.updates, 'episodes': self.episodes}
+
+
+class Rows:
+  """Turns updates, episodes and evaluations into rows for every output."""
+
+  def __init__(self, outputs, counters, action_repeat, budget):
+    self.outputs = outputs
+    self.counters = counters
+    self.action_repeat = int(action_repeat)
+    self.budget = int(budget)
+    self.metrics = collections.defaultdict(list)
+    self.start_time = time.time()
+    self._clock = {'time': self.start_time, 'step': int(counters.step),
+                   'updates': int(counters.updates)}
+    self._last_progress = 0.0
+
+  def update(self, metrics):
+    for key, value in metrics.items():
+      self.metrics[key].append(float(np.mean(value)))
+
+  def emit(self, step, row):
+    for output in self.outputs:
+      output.write(step, row)
+
+  def frames(self, step):
+    return step * self.action_repeat
+
+  def write(self, step, replay_steps):
+    """A row of the means of the updates since the last row, and the rates."""
+    now = time.time()
+    row = {
+        # Counters (`*_skipped`) are totals: their latest value, not a window mean.
+        key: float(values[-1] if key.endswith('_skipped') else np.mean(values))
+        for key, values in self.metrics.items() if values}
+    if not row:
+      return  # Nothing trained since the last row.
+    elapsed = max(now - self._clock['time'], 1e-9)
+    steps = step - self._clock['step']
+    updates = int(self.counters.updates)
+    row.update(
+        frames=self.frames(step),
+        fps=steps * self.action_repeat / elapsed,  # frames/s, as the reference logs
+        step_fps=steps / elapsed,                  # agent steps/s
+        train_fps=(updates - self._clock['updates']) / elapsed,
+        updates=updates, episodes=int(self.counters.episodes),
+        replay_steps=int(replay_steps), steps_budget=self.budget,
+        wall_time=now - self.start_time)
+    self._clock = {'time': now, 'step': step, 'updates': updates}
+    self.metrics.clear()
+    self.emit(step, row)
+
+  def episode(self, episode):
+    """A row per finished training episode, as the reference logs them."""
+    step = int(self.counters.step)
+    self.emit(step, {
+        'train_return': float(np.sum(episode['reward'])),
+        'train_length': len(episode['reward']) - 1,
+        'frames': self.frames(step), 'episodes': int(self.counters.episodes),
+        'updates': int(self.counters.updates), 'steps_budget': self.budget})
+
+  def evaluation(self, returns, lengths, extra=None):
+    step = int(self.counters.step)
+    row = {'eval_return': float(np.mean(returns)), 'eval_length': float(np.mean(lengths)),
+           'frames': self.frames(step), 'wall_time': time.time() - self.start_time}
+    row.update(extra or {})
+    self.emit(step, row)
+
+  def progress(self):
+    """Live counters for the outputs that show progress (the terminal's status line)."""
+    now = time.time()
+    if now - self._last_progress < PROGRESS_SECONDS:
+      return
+    self._last_progress = now
+    step = int(self.counters.step)
+    counters = {'frames': self.frames(step), 'updates': int(self.counters.updates),
+                'steps_budget': self.budget}
+    for output in self.outputs:
+      output.progress(step, counters)
+
+  def flush(self):
+    for output in self.outputs:
+      output.flush()
