@@ -5,11 +5,14 @@
     python benchmarks/learning.py --stop-at-target     # stop each run at its target
 
 Runs `dreamkit run pipelines/<task>_dreamerv2.gin` for each task and seed (30,000 env
-steps, logdir `<root>/<task>-seed<seed>`), one after the other, then prints a table
-(steps and wall-clock time until the mean eval return first reaches the target, best
-and final eval return, total time) and writes a PNG of eval return against env steps
-with one curve per seed. Targets: CartPole-v1 >= 450, Pendulum-v1 >= -300, each within
-30,000 env steps and 30 minutes.
+steps, logdir `<root>/<task>-seed<seed>`), one after the other, then prints two tables:
+per run (steps and wall-clock time until the mean eval return first reaches the target,
+best and final eval return, total time), and per task, which judges seeds, not a run
+(how many seeds reach the target within both budgets, the median and the worst seed's
+steps and minutes to target). It writes a PNG of eval return against env steps with
+every seed's curve. Targets: CartPole-v1 >= 450, Pendulum-v1 >= -300, each within
+30,000 env steps and 30 minutes. A seed that never reaches the target counts as the
+worst, with no steps or minutes.
 """
 
 import argparse
@@ -90,6 +93,33 @@ def summarize(task, seed, logdir, seconds):
   }, evals
 
 
+def per_task(results):
+  """The seeds' verdict per task: passed n/N, median and worst steps/minutes to target.
+
+  A seed that failed counts as infinitely slow, so the median and the worst are None
+  (shown empty) once failures reach them.
+  """
+  rows = []
+  for task in dict.fromkeys(r['task'] for r in results):
+    runs = [r for r in results if r['task'] == task]
+    passed = [r for r in runs if r['passed']]
+
+    def order(key):
+      return sorted(r[key] if r['passed'] else math.inf for r in runs)
+
+    steps, minutes = order('steps_to_target'), order('minutes_to_target')
+    finite = lambda value: None if value == math.inf else value
+    middle = (len(runs) - 1) // 2  # the lower median for an even count
+    rows.append({
+        'task': task, 'target': runs[0]['target'],
+        'seeds_passed': f'{len(passed)}/{len(runs)}',
+        'median_steps': finite(steps[middle]), 'worst_steps': finite(steps[-1]),
+        'median_minutes': finite(minutes[middle]), 'worst_minutes': finite(minutes[-1]),
+        'worst_best_eval': min(r['best_eval'] for r in runs),
+    })
+  return pd.DataFrame(rows)
+
+
 def plot(curves, path):
   """curves: {task: {seed: evals}} -> one panel per task, one line per seed."""
   import matplotlib
@@ -137,8 +167,9 @@ def main():
       summary, evals = summarize(task, seed, logdir, seconds)
       results.append(summary)
       curves.setdefault(task, {})[seed] = evals
-  table = pd.DataFrame(results)
-  print(table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False))
+  for table in (pd.DataFrame(results), per_task(results)):
+    print(table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False))
+    print()
   path = args.root / 'learning_curves.png'
   plot(curves, path)
   print(f'curves: {path}')

@@ -83,7 +83,7 @@ class Registry:
   """Named components of one kind, each also registered with gin.
 
   Args:
-    kind: plural kind name; gin refers to entries as `@<kind>.<Name>()`.
+    kind: plural kind name; gin refers to entries as `@<kind>.<Name>`.
     interface: the abstract class (or tuple of classes) every entry must subclass.
     check: optional `check(cls, name)` for rules of this kind only (envs: a unique
       task prefix); it raises to refuse the class, before anything is registered.
@@ -176,15 +176,22 @@ def build(factory, where, interface, *args, kind=None, **kwargs):
   interfaces = interface if isinstance(interface, tuple) else (interface,)
   names = ' or '.join(i.__name__ for i in interfaces)
   example = f'@{kind}.<Name>' if kind else f'@{interfaces[0].__name__}'
+  source = f'a component of the `{kind}` registry' if kind else f'a factory of {names}'
   if factory is None or isinstance(factory, interfaces) or not callable(factory):
     raise ConfigError(
         f'{where} must be a factory of {names}, bound without parentheses '
         f'(e.g. {where} = {example}); got {factory!r}.')
+  if inspect.isclass(factory) and not issubclass(factory, interfaces):
+    raise ConfigError(f'{where} is bound to {factory.__name__}, which is not {_a(names)}: '
+                      f'bind {source}.')
   part = factory(*args, **kwargs)
   if not isinstance(part, interfaces):
-    source = f'a component of the `{kind}` registry' if kind else f'a factory of {names}'
-    raise ConfigError(f'{where} built {part!r}, which is not a {names}: bind {source}.')
+    raise ConfigError(f'{where} built {part!r}, which is not {_a(names)}: bind {source}.')
   return part
+
+
+def _a(noun):
+  return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def unknown_message(kind, name, available):

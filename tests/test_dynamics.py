@@ -1,5 +1,7 @@
 """The RSSMs: shapes, straight-through samples, KL balancing, free nats, is_first."""
 
+import inspect
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -41,6 +43,19 @@ def model(request):
 
 def test_every_registered_dynamics_has_tiny_settings():
   assert dynamics.registry.names(builtin_only=True) == sorted(TINY)
+
+
+@pytest.mark.parametrize('name,defaults', [
+    ('CategoricalRSSM', dict(act='elu', norm='none')),
+    ('GaussianRSSM', dict(act='elu', norm='none', std_act='sigmoid2', min_std=0.1)),
+])
+def test_only_the_sizes_lack_a_default(name, defaults):
+  """The pipelines' macros (DETER, HIDDEN, STOCH, DISCRETE) bind the sizes; every
+  other default is the reference's."""
+  (entry,) = [e for e in dynamics.registry.entries() if e.name == name]
+  empty = inspect.Parameter.empty
+  assert [n for n, default in entry.parameters if default is empty] == list(TINY[name])
+  assert {n: d for n, d in entry.parameters if d is not empty} == defaults
 
 
 def test_observe_imagine_shapes(model):
@@ -208,8 +223,8 @@ def test_registered_dynamics_trains_one_step(name):
 
 def test_bad_settings_are_config_errors():
   with pytest.raises(ConfigError, match='std_act'):
-    dynamics.GaussianRSSM(std_act='exp')
+    dynamics.GaussianRSSM(**TINY['GaussianRSSM'], std_act='exp')
   with pytest.raises(ConfigError, match='discrete'):
-    dynamics.CategoricalRSSM(discrete=1)
+    dynamics.CategoricalRSSM(**{**TINY['CategoricalRSSM'], 'discrete': 1})
   with pytest.raises(ConfigError, match='activation'):
-    dynamics.CategoricalRSSM(act='elux')
+    dynamics.CategoricalRSSM(**TINY['CategoricalRSSM'], act='elux')

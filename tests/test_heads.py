@@ -1,5 +1,7 @@
 """Heads: MLPHead distributions and DreamerDecoder shapes, float32 under mixed precision."""
 
+import inspect
+
 import keras
 import numpy as np
 import pytest
@@ -10,11 +12,14 @@ from dreamkit.networks import heads
 from dreamkit.optim import Optimizer
 
 F = 20
+# The keys and sizes the decoder shares with the encoder have no constructor default
+# (pipelines bind them through macros), so every construction names them.
+SIZES = dict(cnn_keys='image', mlp_keys='.*', cnn_depth=4, mlp_layers=2, mlp_units=8)
 TINY = {
     'MLPHead': dict(shape=(), layers=2, units=8),
     'DreamerDecoder': dict(
-        shapes={'image': (16, 16, 3), 'vector': (5,)}, cnn_depth=4,
-        cnn_kernels=(2, 2, 2, 2), mlp_layers=2, mlp_units=8),
+        SIZES, shapes={'image': (16, 16, 3), 'vector': (5,)},
+        cnn_kernels=(2, 2, 2, 2)),
 }
 
 
@@ -24,6 +29,21 @@ def feat(lead=(2, 4)):
 
 def test_every_registered_head_has_tiny_settings():
   assert heads.registry.names(builtin_only=True) == sorted(TINY)
+
+
+@pytest.mark.parametrize('name,required,defaults', [
+    ('MLPHead', ['shape', 'layers', 'units'],
+     dict(act='elu', norm='none', dist='mse', min_std=0.1, init_std=0.0)),
+    ('DreamerDecoder', ['shapes', *SIZES],
+     dict(act='elu', norm='none', cnn_kernels=(5, 5, 6, 6))),
+])
+def test_only_the_owner_given_and_shared_sizes_lack_a_default(name, required, defaults):
+  """The owner passes the shape(s), the pipelines' macros bind the shared sizes;
+  every other default is the reference's."""
+  (entry,) = [e for e in heads.registry.entries() if e.name == name]
+  empty = inspect.Parameter.empty
+  assert [n for n, default in entry.parameters if default is empty] == required
+  assert {n: d for n, d in entry.parameters if d is not empty} == defaults
 
 
 @pytest.mark.parametrize('policy', ['float32', 'mixed_bfloat16'])
@@ -71,8 +91,7 @@ def test_binary_head_takes_soft_discount_targets():
     {'image': (16, 16, 3)}, {'image': (16, 16, 1)}, {'vector': (5,)},
     {'image': (16, 16, 3), 'vector': (5,), 'other': (2,)}])
 def test_decoder_shapes(shapes):
-  decoder = heads.DreamerDecoder(
-      shapes, cnn_depth=4, cnn_kernels=(2, 2, 2, 2), mlp_layers=2, mlp_units=8)
+  decoder = heads.DreamerDecoder(shapes, **SIZES, cnn_kernels=(2, 2, 2, 2))
   for lead in [(2, 4), (3,)]:
     out = decoder(feat(lead))
     assert sorted(out) == sorted(shapes)
@@ -87,7 +106,8 @@ def test_decoder_shapes(shapes):
 
 def test_decoder_reference_kernels_give_64x64():
   decoder = heads.DreamerDecoder(
-      {'image': (64, 64, 1)}, cnn_depth=2, mlp_layers=1, mlp_units=4)
+      {'image': (64, 64, 1)}, cnn_keys='image', mlp_keys='$^', cnn_depth=2,
+      mlp_layers=1, mlp_units=4)
   out = decoder(feat((2,)))
   assert out['image'].mean().shape == (2, 64, 64, 1)
   assert [c.kernel_size[0] for c in decoder.convs] == [5, 5, 6, 6]
@@ -95,13 +115,15 @@ def test_decoder_reference_kernels_give_64x64():
 
 def test_decoder_size_errors():
   with pytest.raises(UserError, match='cnn_kernels'):
-    heads.DreamerDecoder({'image': (16, 16, 1)})
+    # The default kernels (5, 5, 6, 6) give 64x64 images.
+    heads.DreamerDecoder({'image': (16, 16, 1)}, **SIZES)
   with pytest.raises(UserError, match='cnn_kernels'):
-    heads.DreamerDecoder({'image': (64, 32, 1)})
+    heads.DreamerDecoder({'image': (64, 32, 1)}, **SIZES)
   with pytest.raises(ConfigError, match='no observation key'):
-    heads.DreamerDecoder({'image': (64, 64, 1)}, cnn_keys='$^', mlp_keys='$^')
+    heads.DreamerDecoder(
+        {'image': (64, 64, 1)}, **{**SIZES, 'cnn_keys': '$^', 'mlp_keys': '$^'})
   with pytest.raises(ConfigError, match='distribution'):
-    heads.MLPHead((), dist='gaussian')
+    heads.MLPHead((), layers=2, units=8, dist='gaussian')
 
 
 @pytest.mark.parametrize('name', heads.registry.names())

@@ -107,25 +107,48 @@ def test_gin_import_route(tmp_path, monkeypatch):
   assert 'GinImportSink' in gin.config_str()
 
 
+# The example encoder in a tiny world model: every slot bound to a factory, without
+# parentheses, and the sizes the pipelines' macros bind given here.
+EXAMPLE_GIN = [
+    'WorldModel.encoder = @encoders.ImpalaEncoder',
+    'encoders.ImpalaEncoder.depths = (4, 8)',
+    'encoders.ImpalaEncoder.embed_size = 16',
+    'WorldModel.dynamics = @dynamics.CategoricalRSSM',
+    'dynamics.CategoricalRSSM.deter = 16', 'dynamics.CategoricalRSSM.hidden = 16',
+    'dynamics.CategoricalRSSM.stoch = 4', 'dynamics.CategoricalRSSM.discrete = 4',
+    'WorldModel.decoder = @heads.DreamerDecoder',
+    "heads.DreamerDecoder.cnn_keys = 'image'", "heads.DreamerDecoder.mlp_keys = '$^'",
+    'heads.DreamerDecoder.cnn_depth = 2', 'heads.DreamerDecoder.mlp_layers = 1',
+    'heads.DreamerDecoder.mlp_units = 16',
+    'WorldModel.reward_head = @heads.MLPHead',
+    'WorldModel.discount_head = @heads.MLPHead',
+    'heads.MLPHead.layers = 1', 'heads.MLPHead.units = 16',
+    'WorldModel.discount = 0.99',
+]
+EXAMPLE_SPACES = {'image': gym.spaces.Box(0, 255, (64, 64, 1), np.uint8),
+                  'reward': gym.spaces.Box(-np.inf, np.inf, (), np.float32)}
+
+
+def test_example_encoder_bound_with_parentheses_is_refused():
+  """A plugin's component follows the one binding rule: a factory, no parentheses."""
+  from dreamkit.world_model import WorldModel
+  plugins.load([REPO / 'plugins' / 'impala_encoder.py'])
+  registry.load_builtins()
+  gin.parse_config(EXAMPLE_GIN + ['WorldModel.encoder = @encoders.ImpalaEncoder()'])
+  with pytest.raises(ConfigError, match=(
+      r'WorldModel.encoder must be a factory of Encoder, bound without parentheses '
+      r'\(e.g. WorldModel.encoder = @encoders.<Name>\); got .*ImpalaEncoder')):
+    gin.get_configurable(WorldModel)(EXAMPLE_SPACES, gym.spaces.Discrete(3))
+
+
 def test_example_encoder_trains_every_variable():
   """The shipped example: gin selects it, and every variable it has gets a gradient."""
   import tensorflow as tf
   from dreamkit.world_model import WorldModel
   plugins.load([REPO / 'plugins' / 'impala_encoder.py'])
   registry.load_builtins()
-  gin.parse_config([
-      'WorldModel.encoder = @encoders.ImpalaEncoder()',
-      'encoders.ImpalaEncoder.depths = (4, 8)',
-      'encoders.ImpalaEncoder.embed_size = 16',
-      'WorldModel.dynamics = @dynamics.CategoricalRSSM()',
-      'dynamics.CategoricalRSSM.deter = 16', 'dynamics.CategoricalRSSM.hidden = 16',
-      'dynamics.CategoricalRSSM.stoch = 4', 'dynamics.CategoricalRSSM.discrete = 4',
-      'heads.MLPHead.layers = 1', 'heads.MLPHead.units = 16',
-      'heads.DreamerDecoder.cnn_depth = 2', "heads.DreamerDecoder.mlp_keys = '$^'",
-  ])
-  spaces = {'image': gym.spaces.Box(0, 255, (64, 64, 1), np.uint8),
-            'reward': gym.spaces.Box(-np.inf, np.inf, (), np.float32)}
-  model = gin.get_configurable(WorldModel)(spaces, gym.spaces.Discrete(3))
+  gin.parse_config(EXAMPLE_GIN)
+  model = gin.get_configurable(WorldModel)(EXAMPLE_SPACES, gym.spaces.Discrete(3))
   rng = np.random.default_rng(0)
   batch = {'image': rng.integers(0, 255, (2, 3, 64, 64, 1)).astype(np.uint8),
            'reward': rng.normal(size=(2, 3)).astype(np.float32),

@@ -52,18 +52,24 @@ def make_batch(spaces, batch=B, length=T, seed=0):
   return data
 
 
-def tiny_model(spaces, latent='CategoricalRSSM', **kwargs):
-  decoder = lambda shapes: heads.DreamerDecoder(
-      shapes, cnn_depth=4, cnn_kernels=(2, 2, 2, 2), mlp_layers=2, mlp_units=16)
+def tiny_parts(latent='CategoricalRSSM'):
+  """The tiny world model's part factories (no instances) and discount, by name."""
+  keys = dict(cnn_keys='image', mlp_keys='.*', cnn_depth=4, cnn_kernels=(2, 2, 2, 2),
+              mlp_layers=2, mlp_units=16)
   # The world model passes dist='binary' to the discount factory: a partial takes it.
-  mlp = lambda **kw: functools.partial(heads.MLPHead, layers=2, units=16, **kw)
+  mlp = functools.partial(heads.MLPHead, layers=2, units=16)
+  return dict(
+      encoder=functools.partial(encoders.DreamerEncoder, **keys),
+      dynamics=functools.partial(
+          dynamics_lib.registry.get(latent), deter=16, hidden=16, **LATENTS[latent][0]),
+      decoder=functools.partial(heads.DreamerDecoder, **keys),
+      reward_head=mlp, discount_head=mlp, discount=0.99)
+
+
+def tiny_model(spaces, latent='CategoricalRSSM', **kwargs):
+  """A tiny WorldModel; `kwargs` replace its parts or set its other arguments."""
   return WorldModel(
-      spaces, gym.spaces.Discrete(ACTIONS),
-      encoder=encoders.DreamerEncoder(
-          cnn_depth=4, cnn_kernels=(2, 2, 2, 2), mlp_layers=2, mlp_units=16),
-      dynamics=dynamics_lib.registry.get(latent)(
-          deter=16, hidden=16, **LATENTS[latent][0]),
-      decoder=decoder, reward_head=mlp(), discount_head=mlp(), **kwargs)
+      spaces, gym.spaces.Discrete(ACTIONS), **{**tiny_parts(latent), **kwargs})
 
 
 def modules(wm):
@@ -90,8 +96,11 @@ def test_output_shapes(latent, image, vector):
   keys = ['image'] * image + ['vector'] * vector + ['reward', 'discount']
   assert sorted(outputs['likes']) == sorted(keys)
   assert all(v.shape == (B, T) for v in outputs['likes'].values())
+  # batch_terminal: the share of replayed steps that end an episode.
   assert sorted(metrics) == sorted(
-      [f'{k}_loss' for k in keys + ['kl']] + ['model_kl', 'prior_ent', 'post_ent'])
+      [f'{k}_loss' for k in keys + ['kl']] +
+      ['model_kl', 'prior_ent', 'post_ent', 'batch_terminal'])
+  assert float(metrics['batch_terminal']) == 1 / (B * T)
   assert sorted(wm.heads) == ['decoder', 'discount', 'reward']
 
 
@@ -212,30 +221,57 @@ def test_video_pred(mixed):
   assert wm.video_pred(short, 'image').shape == (2, 3, 3 * 16, 16, 3)
 
 
-GIN = """
+# Every slot is bound to a factory, without parentheses, as in
+# pipelines/dreamerv2_defaults.gin, whose macros bind the shared sizes.
+BASE_GIN = """
 import dreamkit.world_model
-WorldModel.dynamics = @dynamics.GaussianRSSM()
-dynamics.GaussianRSSM.deter = 16
-dynamics.GaussianRSSM.hidden = 16
-dynamics.GaussianRSSM.stoch = 4
+DETER = 16
+HIDDEN = 16
+STOCH = 4
+WorldModel.encoder = @encoders.DreamerEncoder
+encoders.DreamerEncoder.cnn_keys = 'image'
+encoders.DreamerEncoder.mlp_keys = '.*'
 encoders.DreamerEncoder.cnn_depth = 4
 encoders.DreamerEncoder.cnn_kernels = (2, 2, 2, 2)
 encoders.DreamerEncoder.mlp_layers = 1
 encoders.DreamerEncoder.mlp_units = 8
+WorldModel.dynamics = @dynamics.CategoricalRSSM
+dynamics.CategoricalRSSM.deter = %DETER
+dynamics.CategoricalRSSM.hidden = %HIDDEN
+dynamics.CategoricalRSSM.stoch = %STOCH
+dynamics.CategoricalRSSM.discrete = 4
+dynamics.GaussianRSSM.deter = %DETER
+dynamics.GaussianRSSM.hidden = %HIDDEN
+dynamics.GaussianRSSM.stoch = %STOCH
+WorldModel.decoder = @heads.DreamerDecoder
+heads.DreamerDecoder.cnn_keys = 'image'
+heads.DreamerDecoder.mlp_keys = '.*'
 heads.DreamerDecoder.cnn_depth = 4
 heads.DreamerDecoder.cnn_kernels = (2, 2, 2, 2)
 heads.DreamerDecoder.mlp_layers = 1
 heads.DreamerDecoder.mlp_units = 8
 heads.MLPHead.layers = 1
 heads.MLPHead.units = 8
+WorldModel.reward_head = @reward/heads.MLPHead
+WorldModel.discount_head = @discount/heads.MLPHead
+WorldModel.discount = 0.99
+"""
+
+GIN = BASE_GIN + """
+WorldModel.dynamics = @dynamics.GaussianRSSM
 WorldModel.kl_free = 1.0
 """
 
 
+def gin_model(config, spaces=None):
+  gin.parse_config(config)
+  return gin.get_configurable('dreamkit.WorldModel')(
+      spaces or make_spaces(image=False), gym.spaces.Discrete(ACTIONS))
+
+
 def test_gaussian_rssm_from_one_gin_line():
-  gin.parse_config(GIN)
   spaces = make_spaces(image=False)
-  wm = gin.get_configurable('dreamkit.WorldModel')(spaces, gym.spaces.Discrete(ACTIONS))
+  wm = gin_model(GIN, spaces)
   assert isinstance(wm.dynamics, dynamics_lib.GaussianRSSM)
   assert wm.dynamics.deter == 16 and wm.kl['free'] == 1.0
   assert wm.heads['discount'].head.dist == 'binary'
@@ -246,31 +282,57 @@ def test_gaussian_rssm_from_one_gin_line():
   assert float(metrics['model_skipped']) == 0
 
 
-def test_class_where_instance_expected_and_factory_heads():
-  gin.parse_config("""
-import dreamkit.world_model
-WorldModel.dynamics = @dynamics.GaussianRSSM
-WorldModel.reward_head = @reward/heads.MLPHead
+def test_factory_heads_get_their_runtime_arguments():
+  wm = gin_model(BASE_GIN + """
 reward/heads.MLPHead.dist = 'normal'
+discount/heads.MLPHead.dist = 'mse'
 """)
-  wm = gin.get_configurable('dreamkit.WorldModel')(
-      make_spaces(image=False), gym.spaces.Discrete(ACTIONS))
-  assert isinstance(wm.dynamics, dynamics_lib.GaussianRSSM)
+  assert isinstance(wm.dynamics, dynamics_lib.CategoricalRSSM)
   assert wm.heads['reward'].head.dist == 'normal'
+  assert wm.heads['reward'].shape == ()
+  # The world model passes dist='binary', whatever the factory's bound dist.
   assert wm.heads['discount'].head.dist == 'binary'
+  assert wm.heads['decoder'].vector_keys == ['vector']
+
+
+@pytest.mark.parametrize('slot,value', [
+    ('encoder', '@encoders.DreamerEncoder()'),
+    ('dynamics', '@dynamics.GaussianRSSM()'),
+    ('decoder', 'None'),
+    ('reward_head', 'None'),
+    ('discount_head', 'None'),
+])
+def test_an_instance_or_none_where_a_factory_is_expected(slot, value):
+  """The one binding rule: every slot is a factory, bound without parentheses; an
+  instance or None there (no registry default fills it in) is a ConfigError."""
+  with pytest.raises(ConfigError, match=(
+      f'WorldModel.{slot} must be a factory of .*bound without parentheses')):
+    gin_model(BASE_GIN + f'WorldModel.{slot} = {value}\n')
+
+
+def test_instances_and_none_refused_in_python_too():
+  spaces = make_spaces(image=False)
+  parts = tiny_parts()
+  with pytest.raises(ConfigError, match='WorldModel.dynamics.*bound without parentheses'):
+    tiny_model(spaces, dynamics=parts['dynamics']())
+  with pytest.raises(ConfigError, match='WorldModel.encoder.*bound without parentheses'):
+    tiny_model(spaces, encoder=None)
+  # Without a discount head, None is its binding.
+  wm = tiny_model(spaces, discount_head=None, pred_discount=False)
+  assert sorted(wm.heads) == ['decoder', 'reward']
 
 
 def test_config_errors():
   spaces = make_spaces()
-  act = gym.spaces.Discrete(ACTIONS)
   with pytest.raises(ConfigError, match='loss_scales'):
-    WorldModel(spaces, act, loss_scales={'imgae': 1.0})
+    tiny_model(spaces, loss_scales={'imgae': 1.0})
   with pytest.raises(ConfigError, match='grad_heads'):
-    WorldModel(spaces, act, grad_heads=('decoder', 'value'))
+    tiny_model(spaces, grad_heads=('decoder', 'value'))
   with pytest.raises(ConfigError, match='clip_rewards'):
-    WorldModel(spaces, act, clip_rewards='clip')
+    tiny_model(spaces, clip_rewards='clip')
   with pytest.raises(ConfigError, match='Encoder'):
-    WorldModel(spaces, act, encoder=heads.MLPHead)
+    # A factory of another kind: what it builds is checked.
+    tiny_model(spaces, encoder=functools.partial(heads.MLPHead, (), layers=1, units=4))
   with pytest.raises(ValueError, match='kl_balanse'):
     gin.parse_config('import dreamkit.world_model\nWorldModel.kl_balanse = 0.5')
 

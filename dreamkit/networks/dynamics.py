@@ -32,6 +32,10 @@ class RSSM(Dynamics):
 
   A subclass defines `_stats(x) -> {key: [B, ...]}` (the linear layer's outputs),
   `get_dist(state)`, `_zeros(batch)` and `stoch_size` (flat size of z).
+
+  The sizes have no default: pipelines bind them through the macros DETER, HIDDEN,
+  STOCH (and DISCRETE) of dreamerv2_defaults.gin (the reference: 1024, 1024, 32, 32),
+  which both latent types share.
   """
 
   def __init__(self, deter, hidden, act, norm):
@@ -163,10 +167,6 @@ class CategoricalRSSM(RSSM):
   State: {'logit': [B, S, K], 'stoch': [B, S, K], 'deter': [B, D]}; feature
   [B, S*K + D].
 
-  The sizes have no default here: pipelines bind them through the macros DETER,
-  HIDDEN, STOCH (and DISCRETE) of dreamerv2_defaults.gin (the reference: 1024, 1024,
-  32, 32).
-
   Args:
     deter: GRU size.
     hidden: width of the dense layers around the GRU.
@@ -180,7 +180,7 @@ class CategoricalRSSM(RSSM):
     if discrete < 2:
       raise ConfigError(
           f'CategoricalRSSM.discrete must be at least 2, got {discrete}; for '
-          'continuous latents use @dynamics.GaussianRSSM().')
+          'continuous latents use @dynamics.GaussianRSSM.')
     self.stoch = stoch
     self.discrete = discrete
     super().__init__(deter, hidden, act, norm)
@@ -216,10 +216,6 @@ class GaussianRSSM(RSSM):
   std = std_act(x) + min_std ('sigmoid2': 2 sigmoid(x / 2)); reparameterised
   samples. State: {'mean', 'std', 'stoch': [B, S], 'deter': [B, D]}; feature
   [B, S + D].
-
-  The sizes have no default here: pipelines bind them through the macros DETER,
-  HIDDEN, STOCH (and DISCRETE) of dreamerv2_defaults.gin (the reference: 1024, 1024,
-  32, 32).
 
   Args:
     deter: GRU size.

@@ -130,8 +130,10 @@ class Checkpoint:
     self.variables = {
         name: variable for name, variable in named_variables(agent).items()
         if id(variable) not in counter_ids and id(_tf_variable(variable)) not in counter_ids}
+    self.counters = dict(counters)
     self._checkpoint = tf.train.Checkpoint(
-        agent=_nest(self.variables)['agent'], rng_state=self._rng_state, tf_rng=tf.random.get_global_generator())
+        agent=_nest(self.variables)['agent'], rng_state=self._rng_state,
+        tf_rng=tf.random.get_global_generator(), **self.counters)
     self._manager = tf.train.CheckpointManager(
         self._checkpoint, str(self._directory), max_to_keep=keep)
 
