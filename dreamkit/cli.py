@@ -46,8 +46,12 @@ def _handle_errors(fn):
         raise
       click.echo(f'Error: {one_line(e)}', err=True)
       sys.exit(USER_ERROR_EXIT)
-    except RuntimeError as e:
-      if 'Required bindings for' not in str(e) or debug:
+    except (RuntimeError, TypeError) as e:
+      # gin's errors for a config mistake found while building: a required value not
+      # set, or a slot's factory bound with parentheses (called without arguments).
+      from dreamkit import gin_access
+      if debug or gin_access.error_facts(e).kind not in (
+          'required', 'called_without_arguments'):
         raise
       from dreamkit import config
       click.echo(f'Error: {config.explain(e)}', err=True)

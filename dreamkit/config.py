@@ -178,6 +178,12 @@ def explain(error, where=''):
     return _unknown_parameter(facts.name, facts.parameter, location)
   if facts.kind == 'missing_file':
     return f'Cannot open {facts.path} (included from {location}): check the path.'
+  if facts.kind == 'called_without_arguments':
+    name = short_name(facts.name)
+    return (f"@{name}() was called without its arguments "
+            f"({', '.join(facts.parameters)}): component slots are bound to factories, "
+            f'without parentheses (@{name}), and their owner passes those arguments. '
+            f'Remove the parentheses.')
   if facts.kind == 'required':
     wanted = ', '.join(f'{facts.name}.{n}' for n in facts.parameters)
     return (f'Required value not set: {wanted}. Set it in a .gin file or on the '

@@ -45,7 +45,9 @@ class ErrorFacts:
 
   'unknown_configurable' (name), 'unknown_parameter' (name, parameter),
   'missing_file' (path), 'required' (name, parameters), 'syntax' (message, file,
-  line, text), or 'other' (message). `file` / `line` or `binding` say where, when
+  line, text), 'called_without_arguments' (name: a configurable that gin called, as
+  `@name()`, without the arguments its owner passes; parameters: the missing ones), or
+  'other' (message). `file` / `line` or `binding` say where, when
   gin says it.
   """
   kind: str
@@ -66,6 +68,9 @@ _UNKNOWN_PARAMETER = re.compile(
     r"Configurable '([\w.]+)' doesn't have a parameter named '(\w+)'")
 _MISSING_FILE = re.compile(r'Unable to open file: (.+?)\. Searched')
 _REQUIRED = re.compile(r'Required bindings for `([\w.]+)` not provided in config: \[(.*?)\]')
+_MISSING_ARGUMENTS = re.compile(
+    r"missing \d+ required positional arguments?: (.+?)\s*\n(?:.|\n)*?"
+    r"In call to configurable '([\w.]+)'")
 _IN_FILE = re.compile(r'In file "([^"]+)", line (\d+)')
 _IN_BINDING = re.compile(r'In bindings string line \d+\n\s*(.*)')
 
@@ -88,6 +93,11 @@ def error_facts(error):
     match = _IN_BINDING.search(text)
     if match:
       where = {'binding': match.group(1).strip()}
+  match = _MISSING_ARGUMENTS.search(text)
+  if isinstance(error, TypeError) and match:
+    names = tuple(re.findall(r"'(\w+)'", match.group(1)))
+    return ErrorFacts('called_without_arguments', name=match.group(2),
+                      parameters=names, **where)
   match = _UNKNOWN_CONFIGURABLE.search(text)
   if match:
     return ErrorFacts('unknown_configurable', name=match.group(1), **where)

@@ -83,7 +83,11 @@ class Optimizer(tf.Module):
     if inner is not None:
       keras_variables += [v for v in inner.variables
                           if all(v is not other for other in keras_variables)]
-    return {'skipped': self.skipped, 'keras': keras_variables}
+    # Named by position and role ('003_momentum'): Keras' own names carry the
+    # process-wide layer numbering (mlp_head_2_...), which a rebuilt agent does not share.
+    return {'skipped': self.skipped,
+            'keras': {f'{index:03d}_{_role(variable)}': variable
+                      for index, variable in enumerate(keras_variables)}}
 
   def loss_scale(self):
     if self._mixed:
@@ -161,3 +165,9 @@ def _unique(variables):
       seen.add(id(var))
       result.append(var)
   return result
+
+
+def _role(variable):
+  """The last word of a Keras optimizer variable's name: momentum, velocity, iteration..."""
+  name = getattr(variable, 'name', 'variable').split('/')[-1].split(':')[0]
+  return name.rsplit('_', 1)[-1] or 'variable'

@@ -1,10 +1,11 @@
 """An example dreamkit plugin: an IMPALA-style residual CNN encoder.
 
 Load it with `--plugin plugins/impala_encoder.py`; gin then knows it as
-`@encoders.ImpalaEncoder()`. It differs from the built-in DreamerEncoder: each stage
-is a 3x3 conv, a 3x3 max-pool with stride 2 and two residual blocks, and the
-feature map is flattened through a Dense layer to a fixed embedding size. Vector keys
-are concatenated to that embedding unchanged.
+`@encoders.ImpalaEncoder`, bound without parentheses as a factory that the world
+model calls (`WorldModel.encoder = @encoders.ImpalaEncoder`). It differs from the
+built-in DreamerEncoder: each stage is a 3x3 conv, a 3x3 max-pool with stride 2 and
+two residual blocks, and the feature map is flattened through a Dense layer to a
+fixed embedding size. Vector keys are concatenated to that embedding unchanged.
 
 A plugin needs three things:
   1. subclass the kind's interface (`dreamkit.networks.Encoder`),

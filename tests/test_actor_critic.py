@@ -2,6 +2,7 @@
 
 import functools
 
+import gin
 import gymnasium
 import keras
 import numpy as np
@@ -9,15 +10,24 @@ import pytest
 import tensorflow as tf
 
 from dreamkit.behavior import objectives
-from dreamkit.behavior.actor_critic import ActorCritic, action_size
+from dreamkit.behavior.actor_critic import ActorCritic
 from dreamkit.behavior.imagination import imagine
+from dreamkit.errors import ConfigError
 from dreamkit.networks import dynamics as dynamics_lib
 from dreamkit.networks import heads
+from dreamkit.spaces import action_size
 
 B, T, E, H = 2, 4, 8, 3
 DISCRETE = gymnasium.spaces.Discrete(3)
 BOX = gymnasium.spaces.Box(-1, 1, (2,), np.float32)
 Head = functools.partial(heads.MLPHead, layers=2, units=16)
+
+
+def make_ac(space, step, **kwargs):
+  """An ActorCritic from explicit factories (every slot a factory, no gin)."""
+  kwargs = {'actor': Head, 'critic': Head, 'objective': objectives.Auto,
+            'discount': 0.99, 'imag_horizon': H, **kwargs}
+  return ActorCritic(space, step, **kwargs)
 
 
 class LatentModel(keras.layers.Layer):
@@ -54,8 +64,7 @@ def discrete_setup():
   model = LatentModel(3)
   start = model.posterior()
   step = tf.Variable(0, dtype=tf.int64)
-  ac = ActorCritic(DISCRETE, step, actor=Head, critic=Head, imag_horizon=H,
-                   slow_target_update=2)
+  ac = make_ac(DISCRETE, step, slow_target_update=2)
   return model, start, ac
 
 
@@ -64,7 +73,7 @@ def box_setup():
   model = LatentModel(2)
   start = model.posterior()
   step = tf.Variable(0, dtype=tf.int64)
-  ac = ActorCritic(BOX, step, actor=Head, critic=Head, imag_horizon=H)
+  ac = make_ac(BOX, step)
   return model, start, ac
 
 
@@ -94,7 +103,7 @@ def test_imagine_shapes_discounts_and_weights(discrete_setup):
 def test_imagine_without_discount_head_uses_the_constant():
   model = LatentModel(3, discount_head=False)
   step = tf.Variable(0, dtype=tf.int64)
-  ac = ActorCritic(DISCRETE, step, actor=Head, critic=Head, imag_horizon=H)
+  ac = make_ac(DISCRETE, step)
   traj = imagine(model, ac.actor, model.posterior(), None, H, 0.9)
   np.testing.assert_allclose(traj['discount'].numpy(), 0.9)
   np.testing.assert_allclose(traj['weight'][-1].numpy(), 0.9 ** 3, rtol=1e-6)
@@ -103,8 +112,8 @@ def test_imagine_without_discount_head_uses_the_constant():
 def losses(model, start, ac):
   traj = imagine(model, ac.actor, start, is_terminal(), H, ac.discount)
   traj['reward'], _ = ac.reward_norm(reward_fn(model)(traj))
-  target, _ = ac.target(traj)
-  actor_loss, _ = ac.actor_loss(traj, target)
+  target, value, _ = ac.target(traj)
+  actor_loss, _ = ac.actor_loss(traj, target, value)
   critic_loss, _ = ac.critic_loss(traj, target)
   return traj, actor_loss, critic_loss
 
@@ -112,12 +121,14 @@ def losses(model, start, ac):
 @pytest.mark.parametrize('setup', ['discrete_setup', 'box_setup'])
 def test_auto_choices(setup, request):
   _, _, ac = request.getfixturevalue(setup)
+  # The fixtures bind @objectives.Auto, the reference's `actor_grad: auto`.
+  assert isinstance(ac.objective, objectives.Auto)
   if setup == 'discrete_setup':
     assert ac.actor_dist == 'onehot'
-    assert isinstance(ac.objective, objectives.Reinforce)
+    assert isinstance(ac.objective.chosen, objectives.Reinforce)
   else:
     assert ac.actor_dist == 'trunc_normal'
-    assert isinstance(ac.objective, objectives.Dynamics)
+    assert isinstance(ac.objective.chosen, objectives.Dynamics)
 
 
 @pytest.mark.parametrize('setup', ['discrete_setup', 'box_setup'])
@@ -198,15 +209,13 @@ def test_continuous_trains_one_step(box_setup):
   assert any(not np.array_equal(a, b) for a, b in zip(before, values(ac.actor)))
 
 
-@pytest.mark.parametrize('name', [
-    name for name in objectives.registry.names(builtin_only=True)
-    if issubclass(objectives.registry.get(name), objectives.Objective)])
+@pytest.mark.parametrize('name', objectives.registry.names(builtin_only=True))
 def test_each_registered_objective_trains(name):
   cls = objectives.registry.get(name)
   model = LatentModel(2, discount_head=False)
   step = tf.Variable(0, dtype=tf.int64)
-  ac = ActorCritic(BOX, step, actor=Head, critic=Head, objective=cls(), imag_horizon=H,
-                   actor_ent='linear(1e-3,0,100)')
+  ac = make_ac(BOX, step, objective=cls, actor_ent='linear(1e-3,0,100)')
+  assert type(ac.objective) is cls and ac.objective.act_space is BOX
   metrics = ac.train(model, model.posterior(), None, reward_fn(model))
   assert np.isfinite(float(metrics['actor_loss']))
   assert np.isfinite(float(metrics['critic_loss']))
@@ -216,29 +225,49 @@ def test_bad_configuration_is_a_user_error():
   from dreamkit.errors import UserError
   step = tf.Variable(0, dtype=tf.int64)
   with pytest.raises(UserError, match='actor_ent'):
-    ActorCritic(BOX, step, actor=Head, critic=Head, actor_ent='lin(1,2)')
-  with pytest.raises(UserError, match='action space'):
-    ActorCritic(gymnasium.spaces.MultiBinary(3), step, actor=Head, critic=Head)
+    make_ac(BOX, step, actor_ent='lin(1,2)')
+  with pytest.raises(UserError, match='ActorCritic: act_space'):
+    make_ac(gymnasium.spaces.MultiBinary(3), step)
+
+
+def as_in_a_new_process():
+  """Restart Keras's process-wide layer numbering (mlp_head, mlp_head_1, ...), as a
+  resumed run in a new process does (the names must not depend on it: see below)."""
+  keras.utils.clear_session(free_memory=False)
 
 
 def test_checkpoint_holds_critic_slow_critic_and_counters(tmp_path):
   from dreamkit.runner import checkpoint as checkpoint_lib
   model = LatentModel(3, discount_head=False)
   step = tf.Variable(0, dtype=tf.int64)
-  ac = ActorCritic(DISCRETE, step, actor=Head, critic=Head, imag_horizon=H)
+  as_in_a_new_process()
+  ac = make_ac(DISCRETE, step)
   ac.train(model, model.posterior(), None, reward_fn(model))
-  checkpoint_lib.Checkpoint(tmp_path, checkpoint_lib.numpy_rng(0), ac).save()
+  checkpoint_lib.Checkpoint(tmp_path, ac, checkpoint_lib.numpy_rng(0)).save()
   # Restoring into a fresh ActorCritic (built by one train step, as the pipeline
   # does) brings the whole slow critic back, hidden layers included.
-  other = ActorCritic(DISCRETE, step, actor=Head, critic=Head, imag_horizon=H)
+  as_in_a_new_process()
+  other = make_ac(DISCRETE, step)
   other.train(model, model.posterior(), None, reward_fn(model))
   other.slow_critic.variables[0].assign(tf.zeros_like(other.slow_critic.variables[0]))
   other.updates.assign(7)
-  assert checkpoint_lib.Checkpoint(tmp_path, checkpoint_lib.numpy_rng(0), other).restore()
+  assert checkpoint_lib.Checkpoint(tmp_path, other, checkpoint_lib.numpy_rng(0)).restore()
   assert len(values(other.slow_critic)) > 2  # Hidden layers, not just the output.
   for a, b in zip(values(ac.slow_critic), values(other.slow_critic)):
     np.testing.assert_array_equal(a, b)
   assert int(other.updates) == 1
+
+
+def test_checkpoint_names_do_not_depend_on_what_the_process_built_before():
+  from dreamkit.runner import checkpoint as checkpoint_lib
+  model = LatentModel(3, discount_head=False)
+  step = tf.Variable(0, dtype=tf.int64)
+  names = []
+  for _ in range(2):
+    ac = make_ac(DISCRETE, step)
+    ac.train(model, model.posterior(), None, reward_fn(model))
+    names.append(list(checkpoint_lib.named_variables(ac)))
+  assert names[0] == names[1]
 
 
 @pytest.mark.parametrize('space', [DISCRETE, BOX])
@@ -247,7 +276,7 @@ def test_trains_under_mixed_bfloat16(space):
   precision.set_precision('bf16')
   model = LatentModel(action_size(space))
   step = tf.Variable(0, dtype=tf.int64)
-  ac = ActorCritic(space, step, actor=Head, critic=Head, imag_horizon=H)
+  ac = make_ac(space, step)
   metrics = ac.train(model, model.posterior(), is_terminal(), reward_fn(model))
   for key, value in metrics.items():
     assert np.all(np.isfinite(np.asarray(value))), key
@@ -280,14 +309,15 @@ def test_target_and_losses_on_a_hand_made_trajectory_match_numpy(discrete_setup)
   for t in reversed(range(H)):
     following = reward[t] + disc[t] * ((1 - lam) * slow[t + 1] + lam * following)
     expected[t] = following
-  target, _ = ac.target(traj)
+  target, target_value, _ = ac.target(traj)
   np.testing.assert_allclose(target.numpy(), expected, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(target_value.numpy(), slow, rtol=1e-5, atol=1e-6)
 
   critic_loss, _ = ac.critic_loss(traj, target)
   log_prob = -0.5 * (expected - value[:H]) ** 2 - 0.5 * np.log(2 * np.pi)
   assert float(critic_loss) == pytest.approx(-(weight[:H] * log_prob).mean(), rel=1e-5)
 
-  actor_loss, metrics = ac.actor_loss(traj, target)
+  actor_loss, metrics = ac.actor_loss(traj, target, target_value)
   logits = ac.actor(traj['feat'][:-2]).logits_parameter().numpy()
   logp = logits - logits.max(-1, keepdims=True)
   logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
@@ -300,30 +330,64 @@ def test_target_and_losses_on_a_hand_made_trajectory_match_numpy(discrete_setup)
   assert float(actor_loss) == pytest.approx(expected_loss, rel=1e-5)
 
 
-def test_actor_dist_binding_on_the_head_is_respected_or_rejected():
-  import gin
-  from dreamkit.errors import UserError
+# The factories an ActorCritic is given in gin, as pipelines/dreamerv2_defaults.gin binds them.
+GIN_SLOTS = """
+ActorCritic.actor = @actor/heads.MLPHead
+ActorCritic.critic = @critic/heads.MLPHead
+ActorCritic.objective = @objectives.Auto
+ActorCritic.discount = 0.99
+ActorCritic.imag_horizon = 3
+heads.MLPHead.layers = 2
+heads.MLPHead.units = 16
+"""
+
+
+def test_actor_dist_is_set_on_the_actor_critic_not_read_from_the_head():
+  """'auto' no longer reads `actor/heads.MLPHead.dist`: the owner passes `dist`."""
+  from dreamkit import config
   step = tf.Variable(0, dtype=tf.int64)
-  gin.parse_config("actor/heads.MLPHead.dist = 'tanh_normal'")
-  ac = ActorCritic(BOX, step, actor=Head, critic=Head)
+  gin.parse_config(GIN_SLOTS + "actor/heads.MLPHead.dist = 'tanh_normal'")
+  ac = gin.get_configurable(ActorCritic)(BOX, step)
+  assert ac.actor_dist == 'trunc_normal'
+  assert ac.actor.head.dist == 'trunc_normal'
+  # The head binding is dead, and reported as such after the build.
+  assert config.unused_bindings() == ['actor/heads.MLPHead.dist']
+  gin.clear_config()
+  gin.parse_config(GIN_SLOTS + "ActorCritic.actor_dist = 'tanh_normal'")
+  ac = gin.get_configurable(ActorCritic)(BOX, step)
   assert ac.actor_dist == 'tanh_normal'
   assert ac.actor.head.dist == 'tanh_normal'
-  with pytest.raises(UserError, match='contradicts'):
-    ActorCritic(BOX, step, actor=Head, critic=Head, actor_dist='trunc_normal')
+  assert config.unused_bindings() == []
   gin.clear_config()
-  ac = ActorCritic(BOX, step, actor=Head, critic=Head, actor_dist='tanh_normal')
+  ac = make_ac(BOX, step, actor_dist='tanh_normal')
   assert ac.actor.head.dist == 'tanh_normal'
 
 
-def test_objective_is_bound_as_an_instance_in_gin():
-  import gin
+def test_objective_is_bound_as_a_factory_in_gin():
   gin.parse_config("""
-ActorCritic.objective = @objectives.Both()
+ActorCritic.objective = @objectives.Both
 objectives.Both.mix = 'linear(0.1,0,100)'
 ActorCritic.actor_ent = 'warmup(10,1e-3)'
 """)
   step = tf.Variable(5, dtype=tf.int64)
-  ac = gin.get_configurable(ActorCritic)(BOX, step, actor=Head, critic=Head)
+  ac = gin.get_configurable(ActorCritic)(BOX, step, actor=Head, critic=Head, discount=0.99)
   assert isinstance(ac.objective, objectives.Both)
+  assert ac.objective.act_space is BOX   # The owner called the factory.
   assert float(ac.objective.mix(step)) == pytest.approx(0.095)
   assert float(ac.actor_ent(step)) == pytest.approx(5e-4)
+
+
+def test_a_factory_of_something_else_is_a_config_error():
+  step = tf.Variable(0, dtype=tf.int64)
+  with pytest.raises(ConfigError, match='`objectives` registry'):
+    make_ac(BOX, step, objective=lambda space: 'reinforce')
+
+
+@pytest.mark.parametrize('slot, wrong', [
+    ('objective', objectives.Both(BOX)), ('objective', None), ('actor', Head((2,))),
+    ('critic', None)])
+def test_an_instance_or_none_where_a_factory_is_expected_is_a_config_error(slot, wrong):
+  step = tf.Variable(0, dtype=tf.int64)
+  with pytest.raises(ConfigError, match='without parentheses') as error:
+    make_ac(BOX, step, **{slot: wrong})
+  assert f'ActorCritic.{slot}' in str(error.value)

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import gin
 import pytest
@@ -13,6 +14,7 @@ from dreamkit import cli
 from dreamkit import config
 from dreamkit.errors import ConfigError
 
+DEFAULTS = Path(__file__).resolve().parents[1] / 'pipelines' / 'dreamerv2_defaults.gin'
 PLUGIN = textwrap.dedent('''
     """A plugin that lives outside the repository."""
     import dreamkit
@@ -50,8 +52,10 @@ def assert_user_error(result, *fragments):
 
 @pytest.fixture
 def pipeline(tmp_path):
+  """A user's pipeline: the shared defaults bind every slot, it binds the task."""
   path = tmp_path / 'p.gin'
-  path.write_text("Pipeline.task = 'fake:discrete'\nPipeline.steps = 10\n")
+  path.write_text(
+      f"include '{DEFAULTS}'\nPipeline.task = 'fake:discrete'\nPipeline.steps = 10\n")
   return path
 
 
@@ -74,7 +78,7 @@ def test_console_script_help_and_components():
       text=True, timeout=240)
   assert result.returncode == 0, result.stderr
   for kind in ('envs:', 'encoders:', 'dynamics:', 'heads:', 'replays:', 'objectives:',
-               'outputs:'):
+               'explorers:', 'outputs:'):
     assert kind in result.stdout
 
 
@@ -82,7 +86,10 @@ def test_components_lists_parameters_and_descriptions():
   result = invoke('components', 'encoders')
   assert result.exit_code == 0
   assert 'encoders.DreamerEncoder' in result.output
-  assert 'cnn_depth=48' in result.output
+  # Defaults live in the constructors and are listed with them; the sizes the
+  # decoder shares have none (pipelines bind them through macros): a bare name.
+  assert 'cnn_kernels=(4, 4, 4, 4)' in result.output
+  assert '(cnn_keys, mlp_keys, cnn_depth, mlp_layers, mlp_units, ' in result.output
 
 
 def test_outside_plugin_is_listed_and_selectable(tmp_path, pipeline):
@@ -94,7 +101,7 @@ def test_outside_plugin_is_listed_and_selectable(tmp_path, pipeline):
   assert 'encoders.OutsideEncoder' in result.output and 'scale=1.0' in result.output
   gin.clear_config()
   result = invoke('config', str(pipeline), '--plugin', str(plugin),
-                  '-b', 'WorldModel.encoder = @encoders.OutsideEncoder()',
+                  '-b', 'WorldModel.encoder = @encoders.OutsideEncoder',
                   '-b', 'encoders.OutsideEncoder.scale = 2.0')
   assert result.exit_code == 0, result.output
   assert 'OutsideEncoder.scale = 2.0' in result.output
@@ -129,14 +136,14 @@ def test_unclosed_bracket_names_file_and_line(tmp_path):
 
 
 def test_unknown_component_lists_available_and_closest(pipeline):
-  result = invoke('config', str(pipeline), '-b', 'WorldModel.dynamics = @dynamics.GausianRSSM()')
+  result = invoke('config', str(pipeline), '-b', 'WorldModel.dynamics = @dynamics.GausianRSSM')
   assert_user_error(result, "Unknown component 'dynamics.GausianRSSM'",
                     'Did you mean: dynamics.GaussianRSSM', 'Available dynamics:')
 
 
 def test_unknown_component_in_file_names_line(tmp_path):
   path = tmp_path / 'x.gin'
-  path.write_text("Pipeline.steps = 10\nWorldModel.encoder = @encoders.DreamerEncodr()\n")
+  path.write_text("Pipeline.steps = 10\nWorldModel.encoder = @encoders.DreamerEncodr\n")
   assert_user_error(invoke('config', str(path)), 'x.gin, line 2',
                     'Did you mean: encoders.DreamerEncoder')
 
@@ -183,7 +190,7 @@ def test_misspelled_name_that_is_not_kind_dot_name(tmp_path, pipeline):
   assert_user_error(result, "Unknown component 'WorldModl'", 'Did you mean: WorldModel',
                     "binding -b 'WorldModl.kl_free = 1.0'")
   path = tmp_path / 'singular.gin'
-  path.write_text('Pipeline.steps = 10\nWorldModel.encoder = @encoder.DreamerEncoder()\n')
+  path.write_text('Pipeline.steps = 10\nWorldModel.encoder = @encoder.DreamerEncoder\n')
   assert_user_error(invoke('config', str(path)), "Unknown component 'encoder.DreamerEncoder'",
                     'singular.gin, line 2', 'Did you mean: encoders.DreamerEncoder')
 

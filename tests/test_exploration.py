@@ -1,4 +1,7 @@
-"""Exploration behaviours: Greedy, Plan2Explore, RandomPolicy; every registry entry trains."""
+"""Explorers: Greedy, Random, Plan2Explore; the RandomPolicy; every registry entry trains."""
+
+import functools
+import re
 
 import gin
 import gymnasium
@@ -9,16 +12,17 @@ import tensorflow as tf
 from dreamkit.behavior import exploration
 from dreamkit.behavior import objectives
 from dreamkit.behavior.actor_critic import ActorCritic
-from dreamkit.errors import UserError
+from dreamkit.errors import ConfigError, UserError
+from dreamkit.networks import heads
 from dreamkit.world_model import WorldModel
 
-from test_agent import TINY, obs_space, random_steps
+from test_agent import TINY, make_agent, obs_space, random_steps
 
 B, T = 2, 4
 BOX = gymnasium.spaces.Box(-1, 1, (2,), np.float32)
 DISCRETE = gymnasium.spaces.Discrete(3)
 P2E = """
-objectives.Plan2Explore.disag_models = 3
+explorers.Plan2Explore.disag_models = 3
 expl_head/heads.MLPHead.units = 8
 """
 
@@ -28,22 +32,28 @@ def trained():
   """A tiny world model after one step: (world model, task ActorCritic, batch, train outputs)."""
   gin.parse_config(TINY + P2E)
   step = tf.Variable(0, dtype=tf.int64)
-  wm = gin.get_configurable(WorldModel)(obs_space(False), BOX)
-  task = gin.get_configurable(ActorCritic)(BOX, step)
+  try:
+    wm = gin.get_configurable(WorldModel)(obs_space(False), BOX)
+    task = gin.get_configurable(ActorCritic)(BOX, step)
+  finally:
+    gin.clear_config()
   batch = random_steps(obs_space(False), BOX, (B, T))
   _, outputs, _ = wm.train(batch)
   return wm, task, step, batch, outputs
 
 
 def build(trained, factory):
+  """The explorer `factory` builds for the trained world model and task actor-critic,
+  as the training loop builds `Pipeline.explorer`."""
   wm, task, step, _, _ = trained
   gin.parse_config(TINY + P2E)
   try:
-    behavior = factory(wm, BOX, step)
+    return exploration.registry.build(factory, 'Pipeline.explorer', wm, task, step)
   finally:
     gin.clear_config()
-  behavior.bind(task)
-  return behavior
+
+
+PLAN2EXPLORE = exploration.registry.configured('Plan2Explore')
 
 
 def run(trained, behavior):
@@ -52,9 +62,13 @@ def run(trained, behavior):
 
 
 def test_plan2explore_trains_its_ensemble_and_actor(trained):
-  behavior = build(trained, gin.get_configurable(exploration.Plan2Explore))
+  behavior = build(trained, PLAN2EXPLORE)
   assert len(behavior.ensemble) == 3
   assert behavior.ensemble[0].mlp.units == 8
+  # Its own actor-critic, configured as the task's (Plan2Explore.behavior = @ActorCritic).
+  task = trained[1]
+  assert isinstance(behavior.ac, ActorCritic) and behavior.ac is not task
+  assert behavior.ac.imag_horizon == task.imag_horizon == 3
   # stoch 4 x 4 flattened.
   assert behavior.ensemble[0].shape == (16,)
   ensemble = [v.numpy().copy() for m in behavior.ensemble for v in m.trainable_variables]
@@ -71,7 +85,7 @@ def test_plan2explore_trains_its_ensemble_and_actor(trained):
 
 
 def test_plan2explore_trains_inside_tf_function(trained):
-  behavior = build(trained, gin.get_configurable(exploration.Plan2Explore))
+  behavior = build(trained, PLAN2EXPLORE)
   wm, _, _, batch, outputs = trained
   train = tf.function(behavior.train)
   for _ in range(2):
@@ -81,7 +95,7 @@ def test_plan2explore_trains_inside_tf_function(trained):
 
 
 def test_intrinsic_reward_is_the_ensemble_std(trained):
-  behavior = build(trained, gin.get_configurable(exploration.Plan2Explore))
+  behavior = build(trained, PLAN2EXPLORE)
   wm, _, _, _, outputs = trained
   run(trained, behavior)
   traj = {'feat': tf.reshape(outputs['feat'], [T, B, -1]),
@@ -96,9 +110,9 @@ def test_intrinsic_reward_is_the_ensemble_std(trained):
 
 @pytest.mark.parametrize('target, size', [('deter', 16), ('feat', 32), ('embed', None)])
 def test_disag_targets(trained, target, size):
-  factory = lambda *args: exploration.Plan2Explore(
-      *args, disag_models=2, disag_target=target)
+  factory = functools.partial(PLAN2EXPLORE, disag_models=2, disag_target=target)
   behavior = build(trained, factory)
+  assert len(behavior.ensemble) == 2
   expected = size or int(trained[4]['embed'].shape[-1])
   assert behavior.ensemble[0].shape == (expected,)
   assert np.isfinite(float(run(trained, behavior)['ensemble_loss']))
@@ -106,19 +120,22 @@ def test_disag_targets(trained, target, size):
 
 def test_bad_disag_target(trained):
   with pytest.raises(UserError, match='disag_target'):
-    build(trained, lambda *args: exploration.Plan2Explore(*args, disag_target='z'))
+    build(trained, functools.partial(PLAN2EXPLORE, disag_target='z'))
 
 
 def test_greedy_acts_with_the_task_actor(trained):
   behavior = build(trained, exploration.Greedy)
   feat = tf.zeros([5, 32])
   assert behavior.actor(feat).mean().shape == (5, 2)
+  np.testing.assert_array_equal(
+      behavior.actor(feat).mean().numpy(), trained[1].actor(feat).mean().numpy())
   assert run(trained, behavior) == {}
+  assert not behavior.trains and behavior.state() == {}  # The agent owns the task actor.
 
 
 @pytest.mark.parametrize('space', [DISCRETE, BOX])
-def test_random_policy_in_numpy_and_tf(space):
-  policy = exploration.RandomPolicy(act_space=space, seed=0)
+def test_random_policy_in_numpy_and_the_random_explorer_in_tf(space):
+  policy = exploration.RandomPolicy(space, seed=0)
   outputs, state = policy({'is_first': np.zeros(1000, bool)})
   action = outputs['action']
   assert state is None
@@ -131,37 +148,64 @@ def test_random_policy_in_numpy_and_tf(space):
   else:
     assert action.shape == (1000, 2)
     assert np.all(np.abs(action) <= 1) and action.min() < -0.9 and action.max() > 0.9
-  sample = policy.actor(tf.zeros([4, 7])).sample()
+  # The `explorers` entry Random draws the same actions in TF, for 'explore' mode.
+  head = functools.partial(heads.MLPHead, layers=1, units=4)
+  task = ActorCritic(space, tf.Variable(0, dtype=tf.int64), actor=head, critic=head,
+                     objective=objectives.Auto, discount=0.99)
+  explorer = exploration.registry.build(
+      exploration.Random, 'Pipeline.explorer', None, task, task.step)
+  sample = explorer.actor(tf.zeros([4, 7])).sample()
   assert sample.shape == (4, action.shape[-1])
   assert np.all(np.abs(sample.numpy()) <= 1)
+  assert not explorer.trains
 
 
-@pytest.mark.parametrize('name', objectives.registry.names())
-def test_every_registry_entry_builds_and_trains(trained, name):
-  """Objectives drive a task ActorCritic; behaviours train beside it."""
+@pytest.mark.parametrize('kind, name', [
+    *[('objectives', name) for name in objectives.registry.names()],
+    *[('explorers', name) for name in exploration.registry.names()]])
+def test_every_registry_entry_builds_and_trains(trained, kind, name):
+  """Objectives drive a task ActorCritic; explorers train beside it."""
   wm, _, step, batch, outputs = trained
-  cls = objectives.registry.get(name)
-  if issubclass(cls, objectives.Objective):
+  if kind == 'objectives':
     gin.parse_config(TINY)
-    ac = gin.get_configurable(ActorCritic)(BOX, step, objective=cls())
-    gin.clear_config()
+    try:
+      ac = gin.get_configurable(ActorCritic)(
+          BOX, step, objective=objectives.registry.configured(name))
+    finally:
+      gin.clear_config()
+    assert type(ac.objective) is objectives.registry.get(name)
     reward_fn = lambda traj: wm.heads['reward'](traj['feat']).mean()
     metrics = ac.train(wm, outputs['post'], batch['is_terminal'], reward_fn)
+    assert metrics
   else:
-    behavior = build(trained, objectives.registry.configured(name))
+    behavior = build(trained, exploration.registry.configured(name))
+    assert type(behavior) is exploration.registry.get(name)
     metrics = run(trained, behavior)
+    assert bool(metrics) == behavior.trains
     assert behavior.actor(tf.zeros([3, 32])).sample().shape == (3, 2)
   for key, value in metrics.items():
     assert np.all(np.isfinite(np.asarray(value))), key
 
 
+def test_explorers_have_their_own_registry(trained):
+  for name in ('Greedy', 'Random', 'Plan2Explore'):
+    assert name in exploration.registry, name
+    assert name not in objectives.registry, name
+  # The prefill policy is plain NumPy, not a component.
+  assert 'RandomPolicy' not in exploration.registry
+  # Explorers are bound as factories: an instance (or None) is refused.
+  wm, task, step, _, _ = trained
+  for wrong in (exploration.Greedy(wm, task, step), None):
+    with pytest.raises(ConfigError, match='without parentheses') as error:
+      exploration.registry.build(wrong, 'Pipeline.explorer', wm, task, step)
+    assert 'Pipeline.explorer = @explorers.<Name>' in str(error.value)
+
+
 def test_plan2explore_inside_an_agent():
-  from dreamkit.agent import Agent
-  gin.parse_config(
-      TINY + P2E + 'Agent.expl_behavior = @objectives.Plan2Explore\nAgent.compile = False\n')
-  agent = gin.get_configurable(Agent)(obs_space(False), DISCRETE, tf.Variable(0, dtype=tf.int64))
-  gin.clear_config()
-  assert isinstance(agent.expl_behavior, exploration.Plan2Explore)
+  agent = make_agent(DISCRETE, image=False, compile=False,
+                     bindings=P2E + 'Pipeline.explorer = @explorers.Plan2Explore\n')
+  assert isinstance(agent.explorer, exploration.Plan2Explore)
+  assert agent.explorer.ac is not agent.actor_critic
   _, metrics = agent.train(random_steps(obs_space(False), DISCRETE, (B, T)))
   for key in ('expl_ensemble_loss', 'expl_actor_loss', 'actor_loss', 'model_loss'):
     assert np.isfinite(float(metrics[key])), key
@@ -172,17 +216,35 @@ def test_plan2explore_inside_an_agent():
 
 
 def test_plan2explore_checkpoint_holds_every_member(trained, tmp_path):
+  import keras
   from dreamkit.runner import checkpoint as checkpoint_lib
-  behavior = build(trained, gin.get_configurable(exploration.Plan2Explore))
+  # Keras's process-wide layer numbering is in the optimizer slots' names: restart it
+  # for each, as a resumed run in a new process does (see test_actor_critic.py).
+  keras.utils.clear_session(free_memory=False)
+  behavior = build(trained, PLAN2EXPLORE)
   run(trained, behavior)
-  saved = checkpoint_lib.agent_variables(behavior)
+  named = checkpoint_lib.named_variables(behavior)
+  saved = list(named.values())
   members = [v for member in behavior.ensemble for v in member.variables]
   assert len(members) == 3 * len(behavior.ensemble[0].variables) > 0
   assert {id(v) for v in members} <= {id(v) for v in saved}
-  checkpoint_lib.Checkpoint(tmp_path, checkpoint_lib.numpy_rng(0), behavior).save()
-  other = build(trained, gin.get_configurable(exploration.Plan2Explore))
+  for index in range(3):
+    assert any(name.startswith(f'agent/ensemble/{index}/') for name in named), index
+  # Its own actor-critic is its state; the world model belongs to the agent.
+  assert any(name.startswith('agent/actor_critic/actor/') for name in named)
+  assert not any('world_model' in name for name in named)
+  checkpoint_lib.Checkpoint(tmp_path, behavior, checkpoint_lib.numpy_rng(0)).save()
+  keras.utils.clear_session(free_memory=False)
+  other = build(trained, PLAN2EXPLORE)
   run(trained, other)
-  assert checkpoint_lib.Checkpoint(tmp_path, checkpoint_lib.numpy_rng(0), other).restore()
+  assert checkpoint_lib.Checkpoint(tmp_path, other, checkpoint_lib.numpy_rng(0)).restore()
   for mine, theirs in zip(behavior.ensemble, other.ensemble):
     for a, b in zip(mine.variables, theirs.variables):
       np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_every_registry_entry_is_documented():
+  import pathlib
+  text = (pathlib.Path(__file__).parents[1] / 'docs' / 'behavior.md').read_text()
+  for name in exploration.registry.names(builtin_only=True):
+    assert re.search(rf'`{name}\b', text), name

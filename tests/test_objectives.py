@@ -1,15 +1,20 @@
 """Actor objectives on a hand-made imagined trajectory, checked against NumPy."""
 
+import re
+
+import gymnasium
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from dreamkit.behavior import objectives
-from dreamkit.errors import UserError
+from dreamkit.errors import ConfigError, UserError
 
 tfd = tfp.distributions
 H, N, A = 4, 3, 3   # 4 imagined steps, 5 states, 3 trajectories, 3 actions.
+SPACE = gymnasium.spaces.Discrete(A)   # The owner passes its action space.
+BOX = gymnasium.spaces.Box(-1, 1, (2,), np.float32)
 
 
 def log_softmax(x):
@@ -54,7 +59,7 @@ def numpy_parts(sequence):
 
 def test_reinforce_matches_numpy(sequence):
   reinforce, _, entropy, weight = numpy_parts(sequence)
-  loss, metrics = run(objectives.Reinforce(), sequence)
+  loss, metrics = run(objectives.Reinforce(SPACE), sequence)
   expected = -(weight * (reinforce + 0.1 * entropy)).mean()
   assert loss == pytest.approx(expected, rel=1e-5)
   assert float(metrics['actor_ent']) == pytest.approx(entropy.mean(), rel=1e-5)
@@ -63,7 +68,7 @@ def test_reinforce_matches_numpy(sequence):
 
 def test_dynamics_matches_numpy(sequence):
   _, dynamics, entropy, weight = numpy_parts(sequence)
-  loss, _ = run(objectives.Dynamics(), sequence)
+  loss, _ = run(objectives.Dynamics(SPACE), sequence)
   expected = -(weight * (dynamics + 0.1 * entropy)).mean()
   assert loss == pytest.approx(expected, rel=1e-5)
 
@@ -72,7 +77,7 @@ def test_dynamics_matches_numpy(sequence):
     (0.3, 0, 0.3), ('linear(0.1,0,100)', 50, 0.05), ('linear(0.1,0,100)', 500, 0.0)])
 def test_both_matches_numpy(sequence, mix, step, value):
   reinforce, dynamics, entropy, weight = numpy_parts(sequence)
-  loss, metrics = run(objectives.Both(mix=mix), sequence, step=step)
+  loss, metrics = run(objectives.Both(SPACE, mix=mix), sequence, step=step)
   mixed = value * dynamics + (1 - value) * reinforce
   expected = -(weight * (mixed + 0.1 * entropy)).mean()
   assert loss == pytest.approx(expected, rel=1e-5, abs=1e-6)
@@ -86,7 +91,7 @@ def test_reinforce_gradient_skips_the_target_and_the_sample():
   with tf.GradientTape(persistent=True) as tape:
     policy = tfd.OneHotCategorical(logits=logits, dtype=tf.float32)
     traj = {'action': action, 'weight': tf.ones((H + 1, N))}
-    loss, _ = objectives.Reinforce()(
+    loss, _ = objectives.Reinforce(SPACE)(
         policy, traj, target, tf.zeros((H - 1, N)), tf.constant(0.0), 0)
   assert tape.gradient(loss, target) is None
   assert tape.gradient(loss, action) is None
@@ -95,21 +100,45 @@ def test_reinforce_gradient_skips_the_target_and_the_sample():
 
 def test_bad_mix_is_a_user_error():
   with pytest.raises(UserError, match='objectives.Both.mix'):
-    objectives.Both(mix='linear(0.1)')
+    objectives.Both(SPACE, mix='linear(0.1)')
 
 
-def test_auto_choice():
-  assert isinstance(objectives.auto(discrete=True), objectives.Reinforce)
-  assert isinstance(objectives.auto(discrete=False), objectives.Dynamics)
+def test_auto_choice(sequence):
+  discrete, continuous = objectives.Auto(SPACE), objectives.Auto(BOX)
+  assert isinstance(discrete.chosen, objectives.Reinforce)
+  assert isinstance(continuous.chosen, objectives.Dynamics)
+  assert discrete.act_space is SPACE and continuous.act_space is BOX
+  # Auto is its choice, term for term.
+  loss, metrics = run(discrete, sequence)
+  expected, expected_metrics = run(objectives.Reinforce(SPACE), sequence)
+  assert loss == pytest.approx(expected, rel=1e-6)
+  assert set(metrics) == set(expected_metrics)
 
 
-def test_registry_holds_the_objectives():
-  for name in ('Reinforce', 'Dynamics', 'Both'):
+def test_registry_holds_the_objectives_and_no_explorer():
+  for name in ('Auto', 'Reinforce', 'Dynamics', 'Both'):
     assert name in objectives.registry
+  # Exploration has a registry of its own (`explorers`).
+  for name in ('Greedy', 'Random', 'Plan2Explore', 'RandomPolicy'):
+    assert name not in objectives.registry, name
+
+
+def test_objectives_are_factories_called_with_the_action_space():
+  """The one binding rule: `ActorCritic.objective = @objectives.Both`, no parentheses."""
+  built = objectives.registry.build(
+      objectives.registry.configured('Both'), 'ActorCritic.objective', SPACE)
+  assert isinstance(built, objectives.Both) and built.act_space is SPACE
+  for wrong in (objectives.Both(SPACE), None):
+    with pytest.raises(ConfigError, match='without parentheses') as error:
+      objectives.registry.build(wrong, 'ActorCritic.objective', SPACE)
+    assert 'ActorCritic.objective = @objectives.<Name>' in str(error.value)
+  # A factory of something else names the registry to bind from.
+  with pytest.raises(ConfigError, match='`objectives` registry'):
+    objectives.registry.build(lambda space: 'reinforce', 'ActorCritic.objective', SPACE)
 
 
 def test_every_registry_entry_is_documented():
   import pathlib
   text = (pathlib.Path(__file__).parents[1] / 'docs' / 'behavior.md').read_text()
   for name in objectives.registry.names(builtin_only=True):
-    assert f'`{name}' in text, name
+    assert re.search(rf'`{name}\b', text), name

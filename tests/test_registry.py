@@ -29,9 +29,44 @@ def registered_sink():
 def test_every_kind_has_a_registry_with_builtins():
   registries = registry.load_builtins()
   assert set(registries) == {
-      'envs', 'encoders', 'dynamics', 'heads', 'replays', 'objectives', 'outputs'}
+      'envs', 'encoders', 'dynamics', 'heads', 'replays', 'objectives', 'explorers',
+      'outputs'}
   for kind, reg in registries.items():
     assert reg.names(), f'no built-in {kind}'
+
+
+def test_exploration_is_its_own_registry():
+  explorers = registry.get_registry('explorers')
+  assert explorers.names(builtin_only=True) == ['Greedy', 'Plan2Explore', 'Random']
+  objectives = registry.get_registry('objectives')
+  assert not set(explorers.names()) & set(objectives.names())
+
+
+def test_build_calls_the_factory_with_the_runtime_args(registered_sink):
+  gin.parse_config(['outputs.TestRegistrySink.level = 3'])
+  factory = registry.get_registry('outputs').configured('TestRegistrySink')
+  sink = registry.get_registry('outputs').build(factory, 'Pipeline.outputs', '/tmp/x')
+  assert isinstance(sink, registered_sink)
+  assert (sink.logdir, sink.level) == ('/tmp/x', 3)
+
+
+@pytest.mark.parametrize('bound', ['instance', None, 'not callable'])
+def test_build_refuses_what_is_not_a_factory(registered_sink, bound):
+  # What gin gives for `@outputs.TestRegistrySink()` (parentheses): an instance.
+  factory = registered_sink('/tmp/x') if bound == 'instance' else bound
+  with pytest.raises(ConfigError, match='bound without parentheses') as refused:
+    registry.get_registry('outputs').build(factory, 'Pipeline.outputs', '/tmp/x')
+  assert '@outputs.<Name>' in str(refused.value)
+
+
+def test_build_refuses_a_factory_of_another_kind():
+  with pytest.raises(ConfigError, match=r'built .* which is not an? Output: bind a '
+                     r'component of the `outputs` registry'):
+    registry.get_registry('outputs').build(lambda logdir: object(), 'Pipeline.outputs', '/x')
+  # A class of another kind is refused before it is called.
+  with pytest.raises(ConfigError, match=r'Pipeline.outputs is bound to dict, which is not '
+                     r'an? Output: bind a component of the `outputs` registry'):
+    registry.get_registry('outputs').build(dict, 'Pipeline.outputs', '/x')
 
 
 def test_registered_component_is_a_gin_reference(registered_sink):

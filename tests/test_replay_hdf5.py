@@ -355,6 +355,6 @@ def test_store_sampling_statistics(tmp_path, prioritize_ends):
   assert all(np.all(count > 0) for count in counts) and len(counts[1]) == 27
   last, middle = counts[1][-1], np.median(counts[1][:-1])
   if prioritize_ends:
-    assert last > 3 * middle  # (1 + minlen) / (27 + minlen) against 1 / (27 + minlen).
+    assert last > 3 * middle  # (1 + length) / (27 + length) against 1 / (27 + length).
   else:
     assert last < 2 * middle

@@ -27,7 +27,7 @@ def test_uniform_starts_reach_every_index_equally():
   assert chi_square < 30  # 6 degrees of freedom: p < 1e-4 for a biased sampler.
 
 
-def test_prioritize_ends_gives_the_last_start_minlen_extra_shares():
+def test_prioritize_ends_gives_the_last_start_length_extra_shares():
   uniform = draw_many(10, 4, 4, prioritize_ends=False)
   ends = draw_many(10, 4, 4, prioritize_ends=True)
   last = 10 - 4
@@ -40,6 +40,21 @@ def test_prioritize_ends_gives_the_last_start_minlen_extra_shares():
   assert sorted(counts) == list(range(7))
   for start in range(last):
     assert abs(counts[start] / len(ends) - 1 / 11) < 0.015
+
+
+def test_prioritize_ends_does_not_depend_on_minlen():
+  """Lowering minlen (to keep short episodes) must keep the end of a long episode
+  prioritized: with the reference's `+= minlen`, minlen 1 gave the last start of a
+  300-step episode 2 shares in 252, and the terminal step was almost never replayed."""
+  total, maxlen = 300, 50
+  for minlen in (1, 10, 50):
+    ends = draw_many(total, minlen, maxlen, prioritize_ends=True, draws=20000)
+    at_end = np.mean([start + length == total for start, length in ends])
+    # Each draw's end share is (length + 1) / (total - length + 1 + length) with
+    # length in [max(minlen, 51 - minlen), 50]: about 51 / 301 for every minlen.
+    assert 0.13 < at_end < 0.19, (minlen, at_end)
+  uniform = draw_many(total, 1, maxlen, prioritize_ends=False, draws=20000)
+  assert np.mean([start + length == total for start, length in uniform]) < 0.01
 
 
 def test_sequence_lengths_follow_the_reference_rule():

@@ -10,6 +10,7 @@ from dreamkit.behavior import objectives as objectives_lib
 from dreamkit.behavior.imagination import imagine
 from dreamkit.behavior.returns import lambda_return
 from dreamkit.errors import ConfigError
+from dreamkit.networks import heads as heads_lib
 from dreamkit.spaces import action_size, check_action_space, is_discrete
 
 
@@ -65,14 +66,15 @@ class ActorCritic(keras.layers.Layer):
     if actor_dist == 'auto':
       actor_dist = 'onehot' if self.discrete else 'trunc_normal'
     self.actor_dist = actor_dist
-    self.actor = actor((action_size(act_space),), dist=actor_dist)
-    self.critic = critic(())
-    self.slow_critic = critic(()) if slow_target else None
-    self.objective = objective(act_space)
-    if not isinstance(self.objective, objectives_lib.Objective):
-      raise ConfigError(
-          f'ActorCritic.objective built {self.objective!r}, which is not an objective: '
-          'bind a factory from the `objectives` registry, e.g. @objectives.Reinforce.')
+    build_head = heads_lib.registry.build
+    self.actor = build_head(
+        actor, 'ActorCritic.actor', (action_size(act_space),), dist=actor_dist)
+    self.critic = build_head(critic, 'ActorCritic.critic', ())
+    self.slow_critic = build_head(critic, 'ActorCritic.critic', ()) if slow_target else None
+    if self.slow_critic is not None:
+      self.slow_critic.trainable = False  # Moved by copies, never by an optimizer.
+    self.objective = objectives_lib.registry.build(
+        objective, 'ActorCritic.objective', act_space)
     self.actor_ent = schedules.parse(actor_ent, name='ActorCritic.actor_ent')
     self.discount = float(discount)
     self.discount_lambda = float(discount_lambda)

@@ -19,9 +19,11 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from dreamkit import optim
-from dreamkit.behavior.actor_critic import RewardNorm
+from dreamkit import registry as registry_lib
+from dreamkit.behavior.actor_critic import ActorCritic, RewardNorm
 from dreamkit.errors import ConfigError
 from dreamkit.networks import distributions as dists
+from dreamkit.networks import heads as heads_lib
 from dreamkit.registry import Registry
 from dreamkit.spaces import action_size, check_action_space, is_discrete
 
@@ -180,13 +182,14 @@ class Plan2Explore(keras.layers.Layer, Explorer):
     self.disag_action_cond = bool(disag_action_cond)
     self.intr_scale = float(expl_intr_scale)
     self.extr_scale = float(expl_extr_scale)
-    self.ac = behavior(act_space, step)
+    self.ac = registry_lib.build(behavior, 'Plan2Explore.behavior', ActorCritic, act_space, step)
     self.intr_norm = RewardNorm(expl_reward_norm_momentum)
     self.extr_norm = RewardNorm(expl_reward_norm_momentum)
     self.opt = optim.Optimizer('ensemble', lr, eps, clip, wd)
     # Built here so the head factory reads its gin bindings now, not in tf.function.
     size = _target_size(world_model, disag_target)
-    self.ensemble = [head((size,)) for _ in range(self.disag_models)]
+    self.ensemble = [heads_lib.registry.build(head, 'Plan2Explore.head', (size,))
+                     for _ in range(self.disag_models)]
 
   @property
   def world_model(self):

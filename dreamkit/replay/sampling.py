@@ -18,9 +18,15 @@ How a batch row of `length` steps is filled (the reference's statistics):
 
 A sequence is drawn by `draw_sequence`: its length is `min(total, maxlen)` minus a
 random 0..minlen-1, at least `minlen`; its start is uniform over the valid starts,
-and with `prioritize_ends` the draw range is extended by `minlen` past the last
-valid start and clipped to it, so sequences that end at the episode end get
-`minlen` extra shares of probability.
+and with `prioritize_ends` the draw range is extended by the sequence's length past
+the last valid start and clipped to it, so the sequence that ends at the episode end
+gets `length` extra shares of probability.
+
+The reference extends by `minlen`, which is the same number in all its configs
+(minlen = maxlen = 50, so every sequence is 50 long). Tying the priority to minlen
+silently switches it off when minlen is lowered to keep short episodes (CartPole's
+minlen 1 gave the end of a 300-step episode 2 shares in 252 instead of 51 in 301, and
+the world model almost never saw the terminal step of the agent's own long episodes).
 """
 
 import logging
@@ -80,7 +86,7 @@ def draw_sequence(rng, total, minlen, maxlen, prioritize_ends):
   length = max(minlen, length)
   upper = total - length + 1
   if prioritize_ends:
-    upper += minlen
+    upper += length  # the reference's `+= minlen` where minlen == length; see above
   start = min(int(rng.integers(upper)), total - length)
   return start, length
 

@@ -30,7 +30,9 @@ from dreamkit import agent as agent_lib
 from dreamkit import config as config_lib
 from dreamkit import diagnostics
 from dreamkit import envs as envs_lib
+from dreamkit import outputs as outputs_lib
 from dreamkit import precision as precision_lib
+from dreamkit import replay as replays_lib
 from dreamkit.behavior.exploration import RandomPolicy
 from dreamkit.outputs import video as video_lib
 from dreamkit.runner import checkpoint as checkpoint_lib
@@ -82,13 +84,14 @@ def _train(s, stack, saved):
   tf.config.run_functions_eagerly(s.eager)
 
   # 2. What has to be closed at exit; the stack closes it in reverse order.
-  outputs = [stack.enter_context(contextlib.closing(make(logdir))) for make in s.outputs]
+  outputs = [stack.enter_context(contextlib.closing(
+      outputs_lib.registry.build(make, 'Pipeline.outputs', logdir))) for make in s.outputs]
   for output in outputs:
     output.text('config', config_lib.resolved_str())
   train_envs = stack.enter_context(_make_envs(s, s.envs, s.seed))
   eval_envs = stack.enter_context(_make_envs(s, s.eval_envs, s.seed + 1000)) \
       if s.eval_eps else None
-  replay = s.replay(logdir / 'replay')
+  replay = replays_lib.registry.build(s.replay, 'Pipeline.replay', logdir / 'replay')
   stack.callback(replay.close)
 
   # 3. The driver; replay, counters and rows subscribe to it.
