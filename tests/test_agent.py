@@ -19,53 +19,16 @@ from dreamkit.networks import encoders
 from dreamkit.networks import heads
 from dreamkit.runner.pipeline import Pipeline
 from dreamkit.world_model import WorldModel
+from test_world_model import tiny_gin
 
 B, T, N = 2, 4, 3
 DISCRETE = gymnasium.spaces.Discrete(3)
 BOX = gymnasium.spaces.Box(-1, 1, (2,), np.float32)
-# The component graph of pipelines/dreamerv2_defaults.gin (every slot a factory,
-# bound without parentheses) at tiny sizes.
-TINY = """
-Pipeline.world_model = @WorldModel
-Pipeline.actor_critic = @ActorCritic
-Pipeline.explorer = @explorers.Greedy
-Pipeline.agent = @Agent
-
-WorldModel.encoder = @encoders.DreamerEncoder
-encoders.DreamerEncoder.cnn_keys = 'image'
-encoders.DreamerEncoder.mlp_keys = '.*'
-encoders.DreamerEncoder.cnn_depth = 2
-encoders.DreamerEncoder.cnn_kernels = (2, 2, 2, 2)
-encoders.DreamerEncoder.mlp_layers = 2
-encoders.DreamerEncoder.mlp_units = 16
-WorldModel.decoder = @heads.DreamerDecoder
-heads.DreamerDecoder.cnn_keys = 'image'
-heads.DreamerDecoder.mlp_keys = '.*'
-heads.DreamerDecoder.cnn_depth = 2
-heads.DreamerDecoder.cnn_kernels = (2, 2, 2, 2)
-heads.DreamerDecoder.mlp_layers = 2
-heads.DreamerDecoder.mlp_units = 16
-WorldModel.dynamics = @dynamics.CategoricalRSSM
-dynamics.CategoricalRSSM.deter = 16
-dynamics.CategoricalRSSM.hidden = 16
-dynamics.CategoricalRSSM.stoch = 4
-dynamics.CategoricalRSSM.discrete = 4
-heads.MLPHead.layers = 2
-heads.MLPHead.units = 16
-WorldModel.reward_head = @reward/heads.MLPHead
-WorldModel.discount_head = @discount/heads.MLPHead
-WorldModel.discount = 0.99
-
-ActorCritic.actor = @actor/heads.MLPHead
-ActorCritic.critic = @critic/heads.MLPHead
-ActorCritic.objective = @objectives.Auto
-ActorCritic.discount = 0.99
+# The component graph of pipelines/dreamerv2_defaults.gin at tiny sizes.
+TINY = tiny_gin(cnn_depth=2, mlp_layers=2, mlp_units=16) + """
 actor/heads.MLPHead.units = 12
 ActorCritic.imag_horizon = 3
 ActorCritic.slow_target_update = 2
-
-explorers.Plan2Explore.behavior = @ActorCritic
-explorers.Plan2Explore.head = @expl_head/heads.MLPHead
 """
 
 

@@ -1,6 +1,7 @@
 """WorldModel: output shapes, gradients reach every part, training, video, gin."""
 
 import functools
+from pathlib import Path
 
 import gin
 import gymnasium as gym
@@ -221,42 +222,28 @@ def test_video_pred(mixed):
   assert wm.video_pred(short, 'image').shape == (2, 3, 3 * 16, 16, 3)
 
 
-# Every slot is bound to a factory, without parentheses, as in
-# pipelines/dreamerv2_defaults.gin, whose macros bind the shared sizes.
-BASE_GIN = """
-import dreamkit.world_model
-DETER = 16
-HIDDEN = 16
-STOCH = 4
-WorldModel.encoder = @encoders.DreamerEncoder
-encoders.DreamerEncoder.cnn_keys = 'image'
-encoders.DreamerEncoder.mlp_keys = '.*'
-encoders.DreamerEncoder.cnn_depth = 4
+DEFAULTS = Path(__file__).resolve().parents[1] / 'pipelines' / 'dreamerv2_defaults.gin'
+
+
+def tiny_gin(cnn_depth=4, mlp_layers=1, mlp_units=8, deter=16, stoch=4, discrete=4):
+  """The slots and shared sizes of pipelines/dreamerv2_defaults.gin (every slot a
+  factory, bound without parentheses), made tiny through its macros."""
+  return f"""
+include '{DEFAULTS}'
+MLP_KEYS = '.*'
+CNN_DEPTH = {cnn_depth}
+MLP_LAYERS = {mlp_layers}
+MLP_UNITS = {mlp_units}
+DETER = {deter}
+HIDDEN = {deter}
+STOCH = {stoch}
+DISCRETE = {discrete}
 encoders.DreamerEncoder.cnn_kernels = (2, 2, 2, 2)
-encoders.DreamerEncoder.mlp_layers = 1
-encoders.DreamerEncoder.mlp_units = 8
-WorldModel.dynamics = @dynamics.CategoricalRSSM
-dynamics.CategoricalRSSM.deter = %DETER
-dynamics.CategoricalRSSM.hidden = %HIDDEN
-dynamics.CategoricalRSSM.stoch = %STOCH
-dynamics.CategoricalRSSM.discrete = 4
-dynamics.GaussianRSSM.deter = %DETER
-dynamics.GaussianRSSM.hidden = %HIDDEN
-dynamics.GaussianRSSM.stoch = %STOCH
-WorldModel.decoder = @heads.DreamerDecoder
-heads.DreamerDecoder.cnn_keys = 'image'
-heads.DreamerDecoder.mlp_keys = '.*'
-heads.DreamerDecoder.cnn_depth = 4
 heads.DreamerDecoder.cnn_kernels = (2, 2, 2, 2)
-heads.DreamerDecoder.mlp_layers = 1
-heads.DreamerDecoder.mlp_units = 8
-heads.MLPHead.layers = 1
-heads.MLPHead.units = 8
-WorldModel.reward_head = @reward/heads.MLPHead
-WorldModel.discount_head = @discount/heads.MLPHead
-WorldModel.discount = 0.99
 """
 
+
+BASE_GIN = tiny_gin()
 GIN = BASE_GIN + """
 WorldModel.dynamics = @dynamics.GaussianRSSM
 WorldModel.kl_free = 1.0
@@ -338,7 +325,6 @@ def test_config_errors():
 
 
 def test_docs_list_every_component_and_parameter():
-  from pathlib import Path
   text = (Path(__file__).parent.parent / 'docs' / 'world_model.md').read_text()
   for registry in (encoders.registry, dynamics_lib.registry, heads.registry):
     for entry in registry.entries(builtin_only=True):
