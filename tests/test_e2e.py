@@ -137,7 +137,7 @@ def test_plugin_outside_the_repo_trains_through_the_cli(tmp_path):
   logdir = tmp_path / 'run'
   result = dreamkit(
       'run', tmp_path / 'fake.gin', PIPELINES / 'debug.gin', '--plugin', plugin,
-      '-b', 'WorldModel.encoder = @encoders.ImpalaEncoder()',
+      '-b', 'WorldModel.encoder = @encoders.ImpalaEncoder',
       '-b', 'encoders.ImpalaEncoder.depths = (4, 8)',
       '-b', 'encoders.ImpalaEncoder.embed_size = 32',
       '--steps', 200, '--logdir', logdir, '-b', 'Pipeline.eager = False',
