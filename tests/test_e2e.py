@@ -144,7 +144,7 @@ def test_plugin_outside_the_repo_trains_through_the_cli(tmp_path):
       '-b', 'Pipeline.train_every = 5', '-b', 'Pipeline.log_every = 100',
       '-b', 'Pipeline.video_every = 0')
   assert result.returncode == 0, result.stderr[-3000:]
-  assert 'encoders.ImpalaEncoder()' in (logdir / 'operative_config.gin').read_text()
+  assert '@encoders.ImpalaEncoder' in (logdir / 'operative_config.gin').read_text()
   assert str(plugin.resolve()) in (logdir / 'plugins.json').read_text()
   rows = pd.read_json(logdir / 'metrics.jsonl', lines=True)
   assert rows['model_loss'].notna().any()
