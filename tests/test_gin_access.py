@@ -13,6 +13,7 @@ from pathlib import Path
 import gin
 import pytest
 
+from dreamkit import config
 from dreamkit import gin_access
 from dreamkit import registry
 from dreamkit.gin_access import ErrorFacts
@@ -201,3 +202,14 @@ def test_any_other_gin_error_keeps_its_first_line_and_location():
   error = raised(ModuleNotFoundError, lambda: gin.parse_config(binding))
   assert gin_access.error_facts(error) == ErrorFacts(
       'other', message="No module named 'dk_test_no_such_gin_module'", binding=binding)
+
+
+def test_a_factory_called_without_its_arguments():
+  # `@objectives.Both()` on a slot: gin calls Both with no arguments.
+  from dreamkit.behavior import objectives  # pylint: disable=unused-import
+  both = gin.get_configurable('dreamkit.objectives.Both')
+  error = raised(TypeError, both)
+  assert gin_access.error_facts(error) == ErrorFacts(
+      'called_without_arguments', name='Both',
+      parameters=('act_space',))
+  assert config.explain(error).startswith('@Both() was called without')
