@@ -3,9 +3,12 @@
     python benchmarks/learning.py                      # both tasks, seed 0
     python benchmarks/learning.py --tasks cartpole --seeds 0 1 --root /tmp/learning
     python benchmarks/learning.py --stop-at-target     # stop each run at its target
+    python benchmarks/learning.py --seeds 0 1 2 3 4 --stop-at-target --jobs 2
 
 Runs `dreamkit run pipelines/<task>_dreamerv2.gin` for each task and seed (30,000 env
-steps, logdir `<root>/<task>-seed<seed>`), one after the other, then prints two tables:
+steps, logdir `<root>/<task>-seed<seed>`), one after the other (or `--jobs N` at once, each
+pinned to its own 1/N of the CPU cores, so each run's time budget holds on fewer
+cores), then prints two tables:
 per run (steps and wall-clock time until the mean eval return first reaches the target,
 best and final eval return, total time), and per task, which judges seeds, not a run
 (how many seeds reach the target within both budgets, the median and the worst seed's
@@ -18,6 +21,9 @@ worst, with no steps or minutes.
 import argparse
 import json
 import math
+import os
+import queue
+from concurrent import futures
 import signal
 import subprocess
 import sys
@@ -36,9 +42,10 @@ STEP_BUDGET = 30000
 TIME_BUDGET = 30 * 60
 
 
-def run(task, seed, root, extra, stop_at_target=False):
+def run(task, seed, root, extra, stop_at_target=False, cpus=None):
   """Trains one task and seed; with `stop_at_target`, SIGTERM (a clean stop that
-  saves a checkpoint) once an evaluation reaches the target."""
+  saves a checkpoint) once an evaluation reaches the target. `cpus`: the set of CPU
+  cores the run may use (all when None)."""
   pipeline, target = TASKS[task]
   logdir = root / f'{task}-seed{seed}'
   command = [sys.executable, '-m', 'dreamkit.cli', 'run', str(REPO / pipeline),
@@ -47,7 +54,9 @@ def run(task, seed, root, extra, stop_at_target=False):
   start = time.time()
   stopped = False
   with open(root / f'{task}-seed{seed}.log', 'w') as log:
-    process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                               preexec_fn=pin)
     while process.poll() is None:
       time.sleep(5)
       if stop_at_target and not stopped and _best_eval(logdir) >= target:
@@ -57,6 +66,29 @@ def run(task, seed, root, extra, stop_at_target=False):
     raise SystemExit(f'{task} seed {seed} failed (exit {process.returncode}); '
                      f'see {root}/{task}-seed{seed}.log')
   return logdir, time.time() - start
+
+
+def run_all(trials, root, extra, stop_at_target, jobs):
+  """Runs (task, seed) trials, `jobs` at a time, each pinned to its own equal share
+  of this process's CPU cores so that concurrent runs do not compete for a core.
+  Returns {(task, seed): (logdir, seconds)}."""
+  cores = sorted(os.sched_getaffinity(0))
+  if jobs > len(cores):
+    raise SystemExit(f'--jobs {jobs} is more than the {len(cores)} CPU cores available')
+  share = len(cores) // jobs
+  free = queue.Queue()
+  for index in range(jobs):
+    free.put(set(cores[index * share:(index + 1) * share]) if jobs > 1 else None)
+
+  def one(trial):
+    cpus = free.get()
+    try:
+      return trial, run(*trial, root, extra, stop_at_target, cpus)
+    finally:
+      free.put(cpus)
+
+  with futures.ThreadPoolExecutor(jobs) as pool:
+    return dict(pool.map(one, trials))
 
 
 def _best_eval(logdir):
@@ -148,6 +180,9 @@ def main():
   parser.add_argument('--stop-at-target', action='store_true',
                       help='Stop each run once an evaluation reaches the target '
                            '(time to target without the rest of the budget).')
+  parser.add_argument('--jobs', type=int, default=1,
+                      help='Runs at once, each pinned to its own share of the CPU cores '
+                           '(its wall-clock budget then holds on fewer cores).')
   parser.add_argument('--summarize-only', action='store_true',
                       help='Read finished runs under --root instead of running.')
   parser.add_argument('-b', dest='bindings', action='append', default=[],
@@ -155,18 +190,20 @@ def main():
   args = parser.parse_args()
   args.root.mkdir(parents=True, exist_ok=True)
   extra = [item for binding in args.bindings for item in ('-b', binding)]
+  trials = [(task, seed) for task in args.tasks for seed in args.seeds]
+  if args.summarize_only:
+    finished = {}
+    for task, seed in trials:
+      logdir = args.root / f'{task}-seed{seed}'
+      rows = pd.read_json(logdir / 'metrics.jsonl', lines=True)
+      finished[task, seed] = logdir, float(rows['wall_time'].max())
+  else:
+    finished = run_all(trials, args.root, extra, args.stop_at_target, args.jobs)
   results, curves = [], {}
-  for task in args.tasks:
-    for seed in args.seeds:
-      if args.summarize_only:
-        logdir = args.root / f'{task}-seed{seed}'
-        rows = pd.read_json(logdir / 'metrics.jsonl', lines=True)
-        seconds = float(rows['wall_time'].max())
-      else:
-        logdir, seconds = run(task, seed, args.root, extra, args.stop_at_target)
-      summary, evals = summarize(task, seed, logdir, seconds)
-      results.append(summary)
-      curves.setdefault(task, {})[seed] = evals
+  for task, seed in trials:
+    summary, evals = summarize(task, seed, *finished[task, seed])
+    results.append(summary)
+    curves.setdefault(task, {})[seed] = evals
   for table in (pd.DataFrame(results), per_task(results)):
     print(table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False))
     print()
