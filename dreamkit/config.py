@@ -328,7 +328,7 @@ def short_name(selector):
 
 def save(logdir, name='config.gin', operative=False):
   """Writes the current (or operative) config to `logdir/name` atomically."""
-  text = gin.operative_config_str() if operative else gin.config_str()
+  text = gin_access.config_str(operative)
   path = Path(logdir) / name
   tmp = path.with_suffix(path.suffix + '.tmp')
   tmp.write_text(text)
@@ -338,4 +338,4 @@ def save(logdir, name='config.gin', operative=False):
 
 def resolved_str():
   """The parsed configuration (files then bindings, later values winning) as gin text."""
-  return gin.config_str()
+  return gin_access.config_str()

@@ -9,6 +9,9 @@ upgrade that changes one fails there, by name, and nowhere else.
     bound()                 [(scope, selector, {param: value})] as parsed
     read()                  {(scope, selector): {param, ...}} read by calls so far
     selectors()             every registered configurable's full selector
+    reference(value)        what a parsed value refers to: Reference, or None
+    statements(text)        the statements of gin text, each with its line
+    config_str(operative)   gin's config text, its import lines without aliases
     error_facts(error)      what a gin parse error says: ErrorFacts(kind, ...)
 """
 
@@ -16,6 +19,7 @@ import dataclasses
 import re
 
 import gin
+from gin import config_parser
 
 GIN_VERSION = '0.5.0'
 
@@ -37,6 +41,90 @@ def selectors():
   # A gin SelectorMap: iterating it directly indexes it with 0, 1, ... (KeyError).
   registry = gin.config._REGISTRY  # pylint: disable=protected-access
   return sorted(selector for selector, _ in registry.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+  """A parsed value that names a configurable or a macro.
+
+  kind: 'factory' (`@scope/name`), 'call' (`@scope/name()`) or 'macro' (`%NAME`).
+  scopes: the reference's own scopes, ('reward',) for `@reward/heads.MLPHead`.
+  selector: the configurable's full selector, or the macro's name for a macro.
+  """
+  kind: str
+  scopes: tuple = ()
+  selector: str = ''
+
+
+def reference(value):
+  """The Reference a parsed binding value is (see `bound`), or None for a literal."""
+  if not isinstance(value, gin.config.ConfigurableReference):
+    return None
+  selector = value.configurable.selector
+  if selector == 'gin.macro':  # `%NAME` is parsed as `@NAME/gin.macro()`.
+    return Reference('macro', (), '/'.join(value.scopes))
+  return Reference('call' if value.evaluate else 'factory', tuple(value.scopes), selector)
+
+
+@dataclasses.dataclass(frozen=True)
+class Statement:
+  """One statement of gin text, with its line (1-based).
+
+  kind: 'binding' (scope, selector as written, parameter), 'macro' (selector is the
+  macro's name, with its scope), 'include' (path as written) or 'import'.
+  """
+  kind: str
+  line: int
+  scope: str = ''
+  selector: str = ''
+  parameter: str = ''
+  path: str = ''
+
+
+class _NoValues(config_parser.ParserDelegate):
+  """Parses references and macros to None: `statements` needs only the places."""
+
+  def configurable_reference(self, scoped_selector, evaluate):
+    return None
+
+  def macro(self, name):
+    return None
+
+
+def statements(text):
+  """[Statement] of gin `text`, in order; gin's SyntaxError if it does not parse."""
+  result = []
+  for statement in config_parser.ConfigParser(text, _NoValues()):
+    line = statement.location.line_num
+    if isinstance(statement, config_parser.BindingStatement):
+      if statement.arg_name:
+        result.append(Statement('binding', line, statement.scope, statement.selector,
+                                statement.arg_name))
+      else:
+        name = '/'.join(part for part in (statement.scope, statement.selector) if part)
+        result.append(Statement('macro', line, selector=name))
+    elif isinstance(statement, config_parser.IncludeStatement):
+      result.append(Statement('include', line, path=statement.filename))
+    elif isinstance(statement, config_parser.ImportStatement):
+      result.append(Statement('import', line, path=statement.module))
+  return result
+
+
+_IMPORT_ALIAS = re.compile(r'^import ([\w.]+) as \w+$', re.MULTILINE)
+
+
+def config_str(operative=False):
+  """gin's text of the parsed (or, with `operative`, the read) configuration.
+
+  gin gives every imported module after the first that shares its top-level name a
+  unique alias (`import dreamkit.envs as dreamkit3`). Without dynamic registration
+  selectors never use those aliases, so the plain `import dreamkit.envs` says the
+  same and reads as written.
+  """
+  text = gin.operative_config_str() if operative else gin.config_str()
+  if 'import __gin__.dynamic_registration' in text:
+    return text  # There the aliases are part of the selectors.
+  return _IMPORT_ALIAS.sub(r'import \1', text)
 
 
 @dataclasses.dataclass

@@ -213,3 +213,59 @@ def test_a_factory_called_without_its_arguments():
       'called_without_arguments', name='Both',
       parameters=('act_space',))
   assert config.explain(error).startswith('@Both() was called without')
+
+
+# --- reference(), statements(), config_str() --------------------------------------------
+
+def test_reference_tells_factories_calls_and_macros_from_literals():
+  gin.parse_config(BINDINGS + 'WorldModel.encoder = @encoders.DreamerEncoder()\n'
+                   'Pipeline.outputs = [@outputs.JSONL]\n')
+  bound = {(scope, selector): params for scope, selector, params in gin_access.bound()}
+  world_model = bound[('', 'dreamkit.WorldModel')]
+  assert gin_access.reference(world_model['dynamics']) == gin_access.Reference(
+      'factory', (), 'dreamkit.dynamics.GaussianRSSM')
+  assert gin_access.reference(world_model['encoder']) == gin_access.Reference(
+      'call', (), 'dreamkit.encoders.DreamerEncoder')
+  (units,) = bound[('reward', 'dreamkit.heads.MLPHead')].values()
+  assert gin_access.reference(units) == gin_access.Reference('macro', (), 'SIZE')
+  (jsonl,) = bound[('', 'dreamkit.runner.pipeline.Pipeline')]['outputs']
+  assert gin_access.reference(jsonl).selector == 'dreamkit.outputs.JSONL'
+  assert gin_access.reference(10) is None and gin_access.reference('@x') is None
+  gin.parse_config('Pipeline.world_model = @wm/WorldModel')
+  value = gin.query_parameter('Pipeline.world_model')
+  assert gin_access.reference(value) == gin_access.Reference(
+      'factory', ('wm',), 'dreamkit.WorldModel')
+
+
+def test_statements_have_their_lines_in_order():
+  text = ("import dreamkit.envs\n# a comment\nSIZE = 3\ninclude 'other.gin'\n\n"
+          "reward/heads.MLPHead.units = %SIZE\nPipeline.outputs = [\n    @outputs.JSONL]\n"
+          "inner/SCOPED = 1\nPipeline.steps = 10\n")
+  Statement = gin_access.Statement
+  assert gin_access.statements(text) == [
+      Statement('import', 1, path='dreamkit.envs'),
+      Statement('macro', 3, selector='SIZE'),
+      Statement('include', 4, path='other.gin'),
+      Statement('binding', 6, 'reward', 'heads.MLPHead', 'units'),
+      Statement('binding', 7, '', 'Pipeline', 'outputs'),
+      Statement('macro', 9, selector='inner/SCOPED'),
+      Statement('binding', 10, '', 'Pipeline', 'steps')]
+  # Unknown names are not looked up: only the places are wanted.
+  assert gin_access.statements('nothing.here = @no.such.Thing') == [
+      Statement('binding', 1, '', 'nothing', 'here')]
+  with pytest.raises(SyntaxError):
+    gin_access.statements('Pipeline.steps == 3')
+
+
+def test_config_str_imports_without_gins_aliases(tmp_path):
+  path = tmp_path / 'p.gin'
+  path.write_text('import dreamkit.envs\nimport dreamkit.replay\nPipeline.steps = 10\n')
+  gin.parse_config_file(str(path))
+  # gin's own text aliases every module after the first that shares 'dreamkit'.
+  assert 'import dreamkit.replay as dreamkit2' in gin.config_str()
+  text = gin_access.config_str()
+  assert 'import dreamkit.envs\nimport dreamkit.replay\n' in text
+  assert ' as ' not in text and 'Pipeline.steps = 10' in text
+  gin.clear_config()
+  gin.parse_config(text)  # The text without aliases parses back.
+  assert gin.query_parameter('Pipeline.steps') == 10
