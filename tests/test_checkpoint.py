@@ -71,6 +71,7 @@ def trained(tmp_path_factory):
   counters.step.assign(123)
   counters.updates.assign(3)
   counters.episodes.assign(2)
+  counters.wall_time.assign(42.5)
   rng = checkpoint_lib.numpy_rng(0)
   rng.random(5)
   saver = checkpoint_lib.Checkpoint(directory, agent, rng, **counters.as_dict())
@@ -80,8 +81,8 @@ def trained(tmp_path_factory):
   values = {name: v.numpy().copy() for name, v in named.items()}
   gin.clear_config()
   tf.config.run_functions_eagerly(False)
-  return {'directory': directory, 'path': path, 'agent': agent, 'named': named,
-          'values': values, 'draw': expected_draw}
+  return {'directory': directory, 'path': path, 'agent': agent, 'counters': counters,
+          'named': named, 'values': values, 'draw': expected_draw}
 
 
 def test_restore_brings_back_every_variable_and_optimizer_slot(trained):
@@ -110,6 +111,7 @@ def test_restore_brings_back_every_variable_and_optimizer_slot(trained):
     np.testing.assert_array_equal(a, b, err_msg=name)
   assert int(fresh_counters.step) == 123
   assert int(fresh_counters.updates) == 3 and int(fresh_counters.episodes) == 2
+  assert float(fresh_counters.wall_time) == 42.5 and loader.missing_counters == []
   assert fresh_rng.random() == trained['draw']
 
 
@@ -139,12 +141,34 @@ def test_checkpoint_names_are_readable(trained):
   suffix = '/.ATTRIBUTES/VARIABLE_VALUE'
   assert reader.get_tensor(f'agent/world_model/optimizer/keras/000_iteration{suffix}') == 3
   # Beside the agent: the run's counters and the random state.
-  for counter, value in (('step', 123), ('updates', 3), ('episodes', 2)):
+  for counter, value in (('step', 123), ('updates', 3), ('episodes', 2),
+                         ('wall_time', 42.5)):
     assert f'{counter}{suffix}' in keys, sorted(k for k in keys if not k.startswith('agent/'))
     assert reader.get_tensor(f'{counter}{suffix}') == value
   assert f'rng_state{suffix}' in keys
   # The step the agent's schedules read is saved once, as the counter, not twice.
   assert not any(name.endswith('/step') for name in names)
+
+
+def test_a_checkpoint_from_before_wall_time_still_restores(trained, tmp_path):
+  agent, counters = trained['agent'], trained['counters']
+  older = {'step': counters.step, 'updates': counters.updates,
+           'episodes': counters.episodes}  # What dreamkit saved before wall_time.
+  path = checkpoint_lib.Checkpoint(tmp_path, agent, checkpoint_lib.numpy_rng(0),
+                                   **older).save()
+  assert not any(key.startswith('wall_time') for key, _ in tf.train.list_variables(path))
+  wall_time = tf.Variable(0.0, dtype=tf.float64)
+  loader = checkpoint_lib.Checkpoint(
+      tmp_path, agent, checkpoint_lib.numpy_rng(1), **older, wall_time=wall_time)
+  assert loader.restore()
+  assert loader.missing_counters == ['wall_time'] and float(wall_time) == 0.0
+  assert int(counters.step) == 123
+  # Only the counters added since are optional: one the loop always saved is not.
+  strange = checkpoint_lib.Checkpoint(
+      tmp_path, agent, checkpoint_lib.numpy_rng(1), **older,
+      resets=tf.Variable(0, dtype=tf.int64))
+  with pytest.raises(UserError, match="has no counter 'resets'"):
+    strange.restore()
 
 
 def test_different_architecture_is_refused(trained):

@@ -3,6 +3,7 @@ prefill, evaluation and training, the rows it writes, and what stopping keeps.""
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import gin
@@ -11,6 +12,7 @@ import pytest
 from dreamkit import config
 from dreamkit.errors import UserError
 from dreamkit.outputs import Output
+from dreamkit.runner import rows as rows_lib
 from dreamkit.runner.pipeline import EXIT_SIGTERM, Pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,15 +87,47 @@ def test_loop_rows_and_a_refused_resume(tmp_path):
   assert (logdir / 'config.gin').read_text() == config_text
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
+class SkewedClock:
+  """The `time` module as rows.py sees it, an hour ahead after its first reading
+  (when the Rows start counting), so a run seems to have trained for an hour."""
+
+  HOUR = 3600.0
+
+  def __init__(self):
+    self.readings = 0
+
+  def time(self):
+    self.readings += 1
+    return time.time() + (self.HOUR if self.readings > 1 else 0.0)
+
+
+def test_sigterm_saves_a_checkpoint_and_the_resume_continues_wall_time(
+    tmp_path, monkeypatch):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   logdir = tmp_path / 'run'
   before = signal.getsignal(signal.SIGTERM)
-  run, _ = pipeline(logdir, kill_at=PREFILL + 5)
+  monkeypatch.setattr(rows_lib, 'time', SkewedClock())
+  run, stopped_rows = pipeline(logdir, kill_at=PREFILL + 5)
   with pytest.raises(SystemExit) as stopped:
     run.run()
   assert stopped.value.code == EXIT_SIGTERM
   path = tf.train.latest_checkpoint(str(logdir / 'checkpoints'))
-  step = int(tf.train.load_checkpoint(path).get_tensor('step/.ATTRIBUTES/VARIABLE_VALUE'))
+  reader = tf.train.load_checkpoint(path)
+  step = int(reader.get_tensor('step/.ATTRIBUTES/VARIABLE_VALUE'))
   assert PREFILL + 5 <= step < STEPS
   assert signal.getsignal(signal.SIGTERM) == before  # The handler is put back.
+  # The checkpoint carries the seconds trained so far (the skewed hour included).
+  saved = float(reader.get_tensor('wall_time/.ATTRIBUTES/VARIABLE_VALUE'))
+  first = [row['wall_time'] for row in stopped_rows.rows if 'wall_time' in row]
+  assert first and SkewedClock.HOUR <= first[-1] <= saved
+
+  # Resumed on the real clock, wall_time goes on from the checkpoint's: a restart at
+  # 0 would stay far below the skewed hour.
+  monkeypatch.setattr(rows_lib, 'time', time)
+  resumed, resumed_rows = pipeline(logdir)
+  started = time.time()
+  resumed.run()
+  second = [row['wall_time'] for row in resumed_rows.rows if 'wall_time' in row]
+  assert resumed_rows.rows[-1]['step'] == STEPS and len(second) >= 2
+  assert saved <= second[0] and second[-1] - saved <= time.time() - started
+  assert first + second == sorted(first + second)

@@ -118,8 +118,14 @@ class Checkpoint:
     agent: anything with a `state()` (built: train once first).
     rng: a NumPy Generator whose state is saved and restored.
     keep: how many checkpoints to keep.
-    counters: named int64 variables (the run's step, updates, episodes).
+    counters: named scalar variables (the run's step, updates, episodes, wall time).
+
+  A checkpoint written before a counter of `ADDED_COUNTERS` existed still restores;
+  that counter keeps its value and is listed in `missing_counters`.
   """
+
+  # Counters added after checkpoints were already being written, so old ones lack them.
+  ADDED_COUNTERS = ('wall_time',)
 
   def __init__(self, directory, agent, rng, keep=2, **counters):
     self._directory = Path(directory)
@@ -131,11 +137,15 @@ class Checkpoint:
         name: variable for name, variable in named_variables(agent).items()
         if id(variable) not in counter_ids and id(_tf_variable(variable)) not in counter_ids}
     self.counters = dict(counters)
-    self._checkpoint = tf.train.Checkpoint(
-        agent=_nest(self.variables)['agent'], rng_state=self._rng_state,
-        tf_rng=tf.random.get_global_generator(), **self.counters)
+    self.missing_counters = []
+    self._checkpoint = self._make_checkpoint(self.counters)
     self._manager = tf.train.CheckpointManager(
         self._checkpoint, str(self._directory), max_to_keep=keep)
+
+  def _make_checkpoint(self, counters):
+    return tf.train.Checkpoint(
+        agent=_nest(self.variables)['agent'], rng_state=self._rng_state,
+        tf_rng=tf.random.get_global_generator(), **counters)
 
   @property
   def latest(self):
@@ -151,8 +161,14 @@ class Checkpoint:
     if path is None:
       return False
     self._check_names(path)
+    checkpoint = self._checkpoint
+    self.missing_counters = self._check_counters(path)
+    if self.missing_counters:  # An older checkpoint: restore what it has.
+      checkpoint = self._make_checkpoint({
+          name: counter for name, counter in self.counters.items()
+          if name not in self.missing_counters})
     try:
-      self._checkpoint.restore(path).assert_existing_objects_matched()
+      checkpoint.restore(path).assert_existing_objects_matched()
     except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as e:
       raise UserError(
           f'The checkpoint {path} does not match this agent '
@@ -162,6 +178,18 @@ class Checkpoint:
     if state:
       self._rng.bit_generator.state = json.loads(state)
     return True
+
+  def _check_counters(self, path):
+    """The counters that `path` lacks; a UserError unless each is in ADDED_COUNTERS."""
+    saved = {key[:-len(_SUFFIX)] for key, _ in tf.train.list_variables(path)
+             if key.endswith(_SUFFIX)}
+    missing = [name for name in self.counters if name not in saved]
+    required = [name for name in missing if name not in self.ADDED_COUNTERS]
+    if required:
+      raise UserError(
+          f"The checkpoint {path} has no counter {', '.join(map(repr, required))}: "
+          'it was not written by this training loop. Start a fresh --logdir.')
+    return missing
 
   def _check_names(self, path):
     """A UserError naming the parts whose variables or shapes differ from `path`'s."""

@@ -6,9 +6,14 @@
     rows.episode(episode)           # a row per finished training episode
     rows.evaluation(returns, lengths, extra)
     rows.progress()                 # live counters, at most once a second
+    rows.record_wall_time()         # before saving a checkpoint
 
-Counters are the run's `Counters` (agent steps, updates, episodes). Frames are agent
-steps times the env's action repeat, as the reference counts them.
+Counters are the run's `Counters` (agent steps, updates, episodes, wall time). Frames
+are agent steps times the env's action repeat, as the reference counts them.
+`wall_time` in a row is the seconds of training since the run first started, summed
+across resumes: the checkpoint carries the total up to its save, and this process
+adds the seconds since it started (the time between a run's last checkpoint and its
+stop is lost, as are its rows after that checkpoint).
 """
 
 import collections
@@ -24,17 +29,20 @@ PROGRESS_SECONDS = 1.0  # between live progress updates to the outputs
 @dataclasses.dataclass
 class Counters:
   """The run's counters, tf.Variables so that the checkpoint carries them."""
-  step: tf.Variable      # agent steps (env steps after action repeat)
-  updates: tf.Variable   # training updates (world model + actor-critic)
-  episodes: tf.Variable  # finished training episodes
+  step: tf.Variable       # agent steps (env steps after action repeat)
+  updates: tf.Variable    # training updates (world model + actor-critic)
+  episodes: tf.Variable   # finished training episodes
+  wall_time: tf.Variable  # seconds of training up to the last checkpoint (float64)
 
   @classmethod
   def create(cls):
     make = lambda name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
-    return cls(make('step'), make('updates'), make('episodes'))
+    wall_time = tf.Variable(0.0, dtype=tf.float64, trainable=False, name='wall_time')
+    return cls(make('step'), make('updates'), make('episodes'), wall_time)
 
   def as_dict(self):
-    return {'step': self.step, 'updates': self.updates, 'episodes': self.episodes}
+    return {'step': self.step, 'updates': self.updates, 'episodes': self.episodes,
+            'wall_time': self.wall_time}
 
 
 class Rows:
@@ -46,8 +54,10 @@ class Rows:
     self.action_repeat = int(action_repeat)
     self.budget = int(budget)
     self.metrics = collections.defaultdict(list)
-    self.start_time = time.time()
-    self._clock = {'time': self.start_time, 'step': int(counters.step),
+    # counters.wall_time holds the seconds up to its last record (a restore sets it
+    # to the checkpoint's); the seconds since then are counted from here.
+    self._recorded_at = time.time()
+    self._clock = {'time': self._recorded_at, 'step': int(counters.step),
                    'updates': int(counters.updates)}
     self._last_progress = 0.0
 
@@ -58,6 +68,17 @@ class Rows:
   def emit(self, step, row):
     for output in self.outputs:
       output.write(step, row)
+
+  def wall_time(self, now=None):
+    """Seconds of training since the run first started, summed across resumes."""
+    now = time.time() if now is None else now
+    return float(self.counters.wall_time) + (now - self._recorded_at)
+
+  def record_wall_time(self):
+    """Moves the seconds counted so far into counters.wall_time (before a save)."""
+    now = time.time()
+    self.counters.wall_time.assign(self.wall_time(now))
+    self._recorded_at = now
 
   def frames(self, step):
     return step * self.action_repeat
@@ -81,7 +102,7 @@ class Rows:
         train_fps=(updates - self._clock['updates']) / elapsed,
         updates=updates, episodes=int(self.counters.episodes),
         replay_steps=int(replay_steps), steps_budget=self.budget,
-        wall_time=now - self.start_time)
+        wall_time=self.wall_time(now))
     self._clock = {'time': now, 'step': step, 'updates': updates}
     self.metrics.clear()
     self.emit(step, row)
@@ -98,7 +119,7 @@ class Rows:
   def evaluation(self, returns, lengths, extra=None):
     step = int(self.counters.step)
     row = {'eval_return': float(np.mean(returns)), 'eval_length': float(np.mean(lengths)),
-           'frames': self.frames(step), 'wall_time': time.time() - self.start_time}
+           'frames': self.frames(step), 'wall_time': self.wall_time()}
     row.update(extra or {})
     self.emit(step, row)
 

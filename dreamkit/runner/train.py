@@ -145,6 +145,8 @@ def _train(s, stack, saved):
   if checkpoint.restore():  # A UserError if another config wrote it.
     config_lib.save(logdir, 'config.gin')
     print(f'Resumed from {checkpoint.latest} at step {int(counters.step)}.')
+    if 'wall_time' in checkpoint.missing_counters:
+      print('The checkpoint predates the saved wall_time: it counts from this resume.')
   else:
     for _ in range(s.pretrain):
       update()
@@ -152,6 +154,7 @@ def _train(s, stack, saved):
   # 7. From here on a stop (any exception included) saves the agent first.
   def save():
     rows.flush()  # The metrics never lag behind the checkpoint.
+    rows.record_wall_time()  # The checkpoint carries the seconds trained so far.
     saved.append(checkpoint.save())
 
   stack.callback(save)
