@@ -253,18 +253,35 @@ def _format_parameter(name, default):
 
 @cli.command()
 @click.argument('logdirs', nargs=-1, required=True, type=click.Path(file_okay=False))
-@click.option('--key', default='eval_return', show_default=True, help='Metric to plot.')
-@click.option('--x', 'x_key', default='step', show_default=True, help='Metric on the x axis.')
+@click.option('--key', 'keys', multiple=True, default=('eval_return',), show_default=True,
+              help='Metric to plot; repeat it for one panel per metric.')
+@click.option('--x', 'x_key', default=None,
+              help='Metric on the x axis, such as frames or wall_time.  '
+                   '[default: step; frames with --compare]')
 @click.option('--smooth', default=0, show_default=True, type=int,
               help='Moving-average window in rows (0: none).')
+@click.option('--compare', metavar='FILE', type=click.Path(dir_okay=False),
+              help='Reference scores drawn on the return panels: a CSV (or .csv.gz) '
+                   'of task, method, seed, frames, return, such as the published '
+                   'DreamerV2 scores, or their JSON list of {task, method, seed, xs, ys}.')
+@click.option('--task', 'reference_task', metavar='TASK',
+              help='The task of --compare to draw, such as atari_pong; needed when '
+                   'FILE holds several.')
+@click.option('--title', help='Title above the plot.  [default: the key]')
 @click.option('-o', '--output', default='curves.png', show_default=True,
               type=click.Path(dir_okay=False), help='The PNG to write.')
 @_DEBUG
 @_handle_errors
-def plot(logdirs, key, x_key, smooth, output):
-  """Plot KEY against steps from each LOGDIR's metrics.jsonl into a PNG."""
+def plot(logdirs, keys, x_key, smooth, compare, reference_task, title, output):
+  """Plot each --key from every LOGDIR's metrics.jsonl into a PNG, one panel per key.
+
+  A marker shows every logged point. --compare FILE --task T adds published
+  reference curves (mean over seeds, min-max shaded) to the panels of returns.
+  """
   from dreamkit.outputs import plot as plot_lib
-  path = plot_lib.plot(list(logdirs), key=key, x=x_key, output=output, smooth=smooth)
+  path = plot_lib.plot(
+      list(logdirs), key=list(keys), x=x_key, output=output, smooth=smooth,
+      compare=compare, task=reference_task, title=title)
   click.echo(f'Wrote {path}')
 
 

@@ -1,16 +1,22 @@
 """Learning curves from the `metrics.jsonl` files of one or more runs.
 
     plot(['runs/pong-1', 'runs/pong-2'], key='eval_return', output='pong.png')
+    plot(runs, key=['eval_return', 'model_loss'])   # one panel per key
+    plot(runs, compare='atari_dreamerv2.csv.gz', task='atari_pong')
 
-draws one line per run (labelled by its directory name), optionally smoothed, and
-can add reference curves from a scores file shaped like those the DreamerV2 authors
-published: a JSON list of `{"task", "method", "seed", "xs", "ys"}` objects, one per
-seed. Their `xs` count environment frames (Atari: 4 per agent step), so compare with
-`x='frames'`.
+draws one line per run (labelled by its directory name) with a marker at every
+logged point, optionally smoothed, and can add reference curves from a scores file
+of the published DreamerV2 results: either a CSV (gzipped or not) with the columns
+`task, method, seed, frames, return`, one row per evaluation, or a JSON list of
+`{"task", "method", "seed", "xs", "ys"}` objects, one per seed, as the DreamerV2
+authors publish them. Their x values count environment frames (Atari: 4 per agent
+step), so references are drawn against `x='frames'`.
 """
 
 import collections
+import csv
 import difflib
+import gzip
 import json
 import os
 import pathlib
@@ -18,44 +24,76 @@ import pathlib
 from dreamkit.errors import UserError
 
 METRICS_FILE = 'metrics.jsonl'
+REFERENCE_COLUMNS = ('task', 'method', 'seed', 'frames', 'return')
+# Runs with at most this many points get large markers; longer ones small dots.
+FEW_POINTS = 40
 
 
 def plot(
-    logdirs, key='eval_return', x='step', output='curves.png', smooth=0,
+    logdirs, key='eval_return', x=None, output='curves.png', smooth=0,
     compare=None, task=None, title=None):
-  """Draws `key` against `x` for each run and saves a PNG.
+  """Draws each of `key` against `x` for each run and saves a PNG.
 
   Args:
     logdirs: run directories (or metrics.jsonl paths), one curve each.
-    key: the metric on the y axis.
-    x: the column on the x axis: `step` (agent steps), `frames` or any other key.
+    key: the metric on the y axis, or a list of metrics: one panel each, stacked
+      over a shared x axis.
+    x: the column on the x axis: `step` (agent steps), `frames`, `wall_time` or any
+      other key. Defaults to `frames` with `compare` and to `step` without.
     output: path of the PNG to write (parent directories are created).
     smooth: moving-average window in points; 0 or 1 draws the raw values.
-    compare: optional scores JSON file; its curves for `task` are drawn as the mean
-      over seeds with the min-max range shaded, one per method.
-    task: the task to take from `compare`, such as `atari_pong`; may be omitted
-      when the file holds a single task.
-    title: plot title; defaults to `key`.
+    compare: optional scores file (CSV or JSON, see the module doc); its curves for
+      `task` are drawn on the panels of returns (keys ending in `return`) as the
+      mean over seeds with the min-max range shaded, one per method, up to the
+      runs' last x.
+    task: the task to take from `compare`, such as `atari_pong` (`atari:pong`, or
+      `pong` when unambiguous, work too); may be omitted when the file holds one.
+    title: plot title; defaults to the key (with several panels: none).
 
   Returns:
     The path of the written PNG.
 
   Raises:
-    UserError: matplotlib is missing, a run has no metrics.jsonl, `key` or `x` is
+    UserError: matplotlib is missing, a run has no metrics.jsonl, a key or `x` is
       never logged (the message lists the keys that are), or `compare` / `task` is
       unusable.
   """
+  figure = draw(logdirs, key, x, smooth, compare, task, title)
+  output = pathlib.Path(output).expanduser()
+  output.parent.mkdir(parents=True, exist_ok=True)
+  figure.savefig(output)
+  return output
+
+
+def draw(logdirs, key='eval_return', x=None, smooth=0, compare=None, task=None,
+         title=None):
+  """The matplotlib Figure that `plot` saves (same arguments, no output)."""
   if isinstance(logdirs, (str, os.PathLike)):
     logdirs = [logdirs]
   if not logdirs:
     raise UserError('Name at least one run directory to plot.')
+  keys = list(dict.fromkeys([key] if isinstance(key, str) else key))
+  if not keys:
+    raise UserError('Name at least one metric to plot (--key).')
   if int(smooth) < 0:
     raise UserError(f'--smooth must be 0 (off) or a window of points, not {smooth}.')
+  if task is not None and not compare:
+    raise UserError(f"--task {task} picks the reference task of --compare FILE; "
+                    'give the file too.')
+  x = x or ('frames' if compare else 'step')
+  return_keys = [name for name in keys if name.endswith('return')]
+  if compare and x != 'frames':
+    raise UserError(
+        f"Reference scores count environment frames: plot against --x frames, not "
+        f"'{x}', to compare.")
+  if compare and not return_keys:
+    raise UserError(
+        f"Reference scores are returns; none of the keys ({', '.join(keys)}) is one. "
+        'Add --key eval_return.')
   try:
     # pylint: disable=import-outside-toplevel
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    import numpy as np
   except ImportError as error:
     raise UserError(
         f'Plotting needs matplotlib ({error}). Install it with: '
@@ -63,35 +101,54 @@ def plot(
 
   paths = [metrics_path(logdir) for logdir in logdirs]
   labels = run_labels(paths)
-  curves = []
+  panels = {name: [] for name in keys}
   for path, label in zip(paths, labels):
-    xs, ys = read_curve(path, key, x)
-    curves.append((label, xs, smooth_values(ys, int(smooth))))
+    for name in keys:
+      xs, ys = read_curve(path, name, x)
+      panels[name].append((label, xs, smooth_values(ys, int(smooth))))
   references = read_reference(compare, task) if compare else {}
+  last_x = max(float(xs[-1]) for curves in panels.values() for _, xs, _ in curves)
 
-  figure = Figure(figsize=(7, 4.5), dpi=120)
+  figure = Figure(figsize=(7, 4.5 if len(keys) == 1 else 1.2 + 2.6 * len(keys)),
+                  dpi=120)
   FigureCanvasAgg(figure)
-  axes = figure.add_subplot()
-  for label, xs, ys in curves:
-    axes.plot(xs, ys, label=label, linewidth=1.5)
-  for method, (xs, runs) in sorted(references.items()):
-    runs = np.asarray(runs)
-    line, = axes.plot(
-        xs, runs.mean(0), linestyle='--', linewidth=1.2,
-        label=f'{method} (reference, {len(runs)} seeds)')
-    axes.fill_between(
-        xs, runs.min(0), runs.max(0), color=line.get_color(), alpha=0.15,
-        linewidth=0)
-  axes.set_xlabel(x)
-  axes.set_ylabel(key)
-  axes.set_title(title or key)
-  axes.grid(alpha=0.3)
-  axes.legend(fontsize='small')
+  axes_list = figure.subplots(len(keys), 1, sharex=True, squeeze=False)[:, 0]
+  for index, (name, axes) in enumerate(zip(keys, axes_list)):
+    for label, xs, ys in panels[name]:
+      axes.plot(xs, ys, label=label, linewidth=1.5, marker='o',
+                markersize=4 if len(xs) <= FEW_POINTS else 2)
+    shown = references if name in return_keys else {}
+    for method, (xs, runs) in sorted(shown.items()):
+      xs, runs = clip_reference(xs, runs, last_x)
+      line, = axes.plot(
+          xs, runs.mean(0), linestyle='--', linewidth=1.2,
+          label=f'{method} (reference, {len(runs)} seeds)')
+      axes.fill_between(
+          xs, runs.min(0), runs.max(0), color=line.get_color(), alpha=0.15,
+          linewidth=0)
+    axes.set_ylabel(name)
+    axes.grid(alpha=0.3)
+    if index == 0 or shown:
+      axes.legend(fontsize='small')
+  axes_list[-1].set_xlabel(x)
+  if len(keys) == 1:
+    axes_list[0].set_title(title or keys[0])
+  elif title:
+    figure.suptitle(title)
   figure.tight_layout()
-  output = pathlib.Path(output).expanduser()
-  output.parent.mkdir(parents=True, exist_ok=True)
-  figure.savefig(output)
-  return output
+  return figure
+
+
+def clip_reference(xs, runs, last_x):
+  """The reference up to the first point at or past `last_x` (the runs' end), so
+  runs far shorter than the published ones are not squeezed into a corner. A
+  reference that starts past `last_x` is kept whole."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  runs = np.asarray(runs)
+  end = int(np.searchsorted(xs, last_x, side='left')) + 1
+  if end <= 1:
+    return xs, runs
+  return xs[:end], runs[:, :end]
 
 
 def metrics_path(logdir):
@@ -189,15 +246,44 @@ def smooth_values(values, window):
 
 
 def read_reference(path, task):
-  """{method: (xs, [seeds, len(xs)])} for `task` from a scores JSON file.
+  """{method: (xs, [seeds, len(xs)])} for `task` from a scores file (CSV or JSON).
 
   Seeds logged at different points are interpolated onto the x values of the
   shortest seed run.
   """
   import numpy as np  # pylint: disable=import-outside-toplevel
   path = pathlib.Path(path).expanduser()
+  entries = read_scores(path)
+  tasks = sorted({entry['task'] for entry in entries})
+  task = resolve_task(path, task, tasks)
+  seeds = collections.defaultdict(list)
+  for entry in entries:
+    if entry['task'] == task and len(entry['xs']):
+      try:
+        xs = np.asarray(entry['xs'], np.float64)
+        ys = np.asarray(entry['ys'], np.float64)
+      except (TypeError, ValueError) as error:
+        raise UserError(f'{path}: {task} seed {entry.get("seed")} holds values that '
+                        f'are not numbers ({error}).') from error
+      if xs.shape != ys.shape or xs.ndim != 1:
+        raise UserError(f'{path}: {task} seed {entry.get("seed")} has {xs.size} xs '
+                        f'but {ys.size} ys.')
+      order = np.argsort(xs, kind='stable')
+      seeds[entry['method']].append((xs[order], ys[order]))
+  references = {}
+  for method, runs in seeds.items():
+    grid = min((xs for xs, _ in runs), key=lambda xs: xs[-1])
+    references[method] = (grid, [np.interp(grid, xs, ys) for xs, ys in runs])
+  return references
+
+
+def read_scores(path):
+  """The entries `{task, method, seed, xs, ys}` of a scores file, CSV or JSON."""
+  if path.name.endswith(('.csv', '.csv.gz')):
+    return read_scores_csv(path)
   try:
-    entries = json.loads(path.read_text())
+    with _open_text(path) as file:
+      entries = json.load(file)
   except (OSError, ValueError) as error:
     raise UserError(f'Cannot read reference scores {path}: {error}') from error
   fields = ('task', 'method', 'xs', 'ys')
@@ -206,26 +292,62 @@ def read_reference(path, task):
       for entry in entries):
     raise UserError(
         f'{path} is not a scores file: expected a JSON list of objects with the '
-        f"keys {', '.join(fields)} (and 'seed').")
-  tasks = sorted({entry['task'] for entry in entries})
+        f"keys {', '.join(fields)} (and 'seed'), or a CSV with the columns "
+        f"{', '.join(REFERENCE_COLUMNS)}.")
+  return entries
+
+
+def read_scores_csv(path):
+  """Entries from a CSV of one row per evaluation: task, method, seed, frames, return."""
+  curves = collections.defaultdict(lambda: ([], []))
+  try:
+    with _open_text(path) as file:
+      reader = csv.DictReader(file)
+      columns = reader.fieldnames or []
+      if not set(REFERENCE_COLUMNS) <= set(columns):
+        raise UserError(
+            f'{path} is not a scores file: expected the columns '
+            f"{', '.join(REFERENCE_COLUMNS)} (one row per evaluation), found "
+            f"{', '.join(columns[:8]) or 'none'}{', ...' if len(columns) > 8 else ''}.")
+      for number, row in enumerate(reader, 2):
+        xs, ys = curves[row['task'], row['method'], row['seed']]
+        try:
+          xs.append(float(row['frames']))
+          ys.append(float(row['return']))
+        except (TypeError, ValueError) as error:
+          raise UserError(
+              f'{path}, line {number}: frames and return must be numbers '
+              f"({row['frames']!r}, {row['return']!r}).") from error
+  except (OSError, EOFError, UnicodeDecodeError, csv.Error) as error:
+    raise UserError(f'Cannot read reference scores {path}: {error}') from error
+  return [{'task': task, 'method': method, 'seed': seed, 'xs': xs, 'ys': ys}
+          for (task, method, seed), (xs, ys) in curves.items()]
+
+
+def _open_text(path):
+  if path.name.endswith('.gz'):
+    return gzip.open(path, 'rt', encoding='utf-8', newline='')
+  return open(path, encoding='utf-8', newline='')
+
+
+def resolve_task(path, task, tasks):
+  """The task of `tasks` that `task` names: itself, `atari:pong` for `atari_pong`,
+  or a unique `_<task>` suffix (`pong`); None when the file holds a single task."""
   if task is None:
     if len(tasks) != 1:
       raise UserError(
           f'{path} holds {len(tasks)} tasks; choose one with --task. '
           f"Tasks: {', '.join(tasks)}.")
-    task = tasks[0]
-  if task not in tasks:
-    close = difflib.get_close_matches(task, tasks, n=3)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ''
-    raise UserError(
-        f"{path} has no task '{task}'.{hint} Tasks: {', '.join(tasks)}.")
-  seeds = collections.defaultdict(list)
-  for entry in entries:
-    if entry['task'] == task and len(entry['xs']):
-      seeds[entry['method']].append(
-          (np.asarray(entry['xs'], np.float64), np.asarray(entry['ys'], np.float64)))
-  references = {}
-  for method, runs in seeds.items():
-    grid = min((xs for xs, _ in runs), key=lambda xs: xs[-1])
-    references[method] = (grid, [np.interp(grid, xs, ys) for xs, ys in runs])
-  return references
+    return tasks[0]
+  if task in tasks:
+    return task
+  spelled = task.strip().lower().replace(':', '_')
+  if spelled in tasks:
+    return spelled
+  suffixed = [name for name in tasks if name.endswith('_' + spelled)]
+  if len(suffixed) == 1:
+    return suffixed[0]
+  close = suffixed or difflib.get_close_matches(spelled, tasks, n=3)
+  hint = f" Did you mean: {', '.join(close[:3])}?" if close else ''
+  raise UserError(
+      f"{path} has no task '{task}'.{hint} Tasks: {', '.join(tasks)}.")
