@@ -63,7 +63,15 @@ def load(files, bindings=(), plugins=(), finalize=True):
 
 
 def check_files(files):
-  """Raises one ConfigError naming every file in `files` that does not exist."""
+  """Raises one ConfigError naming every file in `files` that does not exist, or a
+  Python file given where a .gin pipeline belongs."""
+  python = [str(f) for f in files if Path(f).suffix == '.py']
+  if python:
+    plugins = ' '.join(f'--plugin {f}' for f in python)
+    raise ConfigError(
+        f"{', '.join(python)} is Python, not a .gin pipeline: did you mean {plugins}? "
+        'A plugin registers components; the pipeline binds them, e.g. '
+        f'dreamkit run pipelines/atari_dreamerv2.gin {plugins}.')
   missing = [str(f) for f in files if not Path(f).is_file()]
   if missing:
     raise ConfigError(

@@ -30,7 +30,7 @@ class Pipeline:
 
   Args:
     logdir: where the run writes; an existing one is resumed. None: a fresh folder
-      `./logdir/<task>-<time>`.
+      `./logdir/<task>-seed<seed>-<time>`.
     loaded: the `config.Loaded` the CLI parsed (files, bindings, plugins), recorded
       in the logdir and handed to env worker processes.
     task: 'prefix:name', e.g. 'atari:pong', 'dmc:walker_walk', 'gym:CartPole-v1'.
@@ -72,7 +72,7 @@ class Pipeline:
       video_every=int(1e5), expl_until=0, checkpoint_every=int(1e4), keep_checkpoints=2,
       batch_size=16, batch_length=50, precision=16, eager=False, seed=0):
     self.task = task
-    self.logdir = Path(logdir) if logdir else _fresh_logdir(task)
+    self.logdir = Path(logdir) if logdir else _fresh_logdir(task, seed)
     self.loaded = loaded or config_lib.Loaded([], [], plugins_lib.loaded_files())
     self.replay, self.outputs = replay, list(outputs)
     self.world_model, self.actor_critic = world_model, actor_critic
@@ -103,6 +103,7 @@ class Pipeline:
     train.run(self)
 
 
-def _fresh_logdir(task):
+def _fresh_logdir(task, seed):
+  """`logdir/<task>-seed<seed>-<time>`: runs of several seeds sort side by side."""
   name = re.sub(r'[^A-Za-z0-9_.-]+', '_', str(task)).strip('_') or 'run'
-  return Path('logdir') / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+  return Path('logdir') / f"{name}-seed{int(seed)}-{time.strftime('%Y%m%d-%H%M%S')}"
