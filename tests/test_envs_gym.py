@@ -167,3 +167,36 @@ def test_classic_control_pixels_render():
   assert obs['image'].shape == (32, 32, 3) and obs['image'].dtype == np.uint8
   assert obs['image'].std() > 0 and obs['vector'].shape == (4,)
   env.close()
+
+
+def _message(task):
+  with pytest.raises(UserError) as caught:
+    envs.make(task)
+  return str(caught.value)
+
+
+def test_misspelled_id_says_did_you_mean_once():
+  message = _message('gym:CartPol-v1')
+  assert message.count('Did you mean') == 1, message
+  assert 'Did you mean: CartPole-v1' in message and "doesn't exist" in message
+  assert 'Did you mean: `CartPole`' not in message  # gymnasium's own hint is gone.
+
+
+def test_missing_dependency_says_what_to_install_not_the_same_id(monkeypatch):
+  # As gymnasium raises it for gym:LunarLander-v3 without Box2D (installed or not here).
+  def make(task, **kwargs):
+    raise gymnasium.error.DependencyNotInstalled(
+        'Box2D is not installed, you can install it by run `pip install swig` followed '
+        'by `pip install "gymnasium[box2d]"`')
+  monkeypatch.setattr(gymnasium, 'make', make)
+  message = _message('gym:LunarLander-v3')
+  assert 'Did you mean' not in message, message
+  assert 'LunarLander-v3' in message and 'not installed' in message
+  assert 'pip install "gymnasium[box2d]"' in message
+
+
+@pytest.mark.skipif('Box2D' in sys.modules or __import__('importlib').util.find_spec(
+    'Box2D') is not None, reason='Box2D is installed here')
+def test_lunar_lander_without_box2d_for_real():
+  message = _message('gym:LunarLander-v3')
+  assert 'Did you mean' not in message and 'gymnasium[box2d]' in message, message

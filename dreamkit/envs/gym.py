@@ -8,6 +8,7 @@ actions become Box(-1, 1) and are rescaled to the env's bounds.
 """
 
 import difflib
+import re
 
 import numpy as np
 from gymnasium import spaces
@@ -30,6 +31,27 @@ def _is_image(space):
 
 def _describe(space):
   return f'{type(space).__name__} {space}'
+
+
+# gymnasium's own suggestion ("Did you mean: `CartPole`?"): ours names whole ids.
+_GYM_HINT = re.compile(r'\s*Did you mean:? [^?]*\?')
+
+
+def _make_error(task, error):
+  """The message for an id gymnasium.make refused: a missing dependency says what
+  to install; an unknown id names the closest registered ids (never `task` itself)."""
+  import gymnasium  # pylint: disable=import-outside-toplevel
+  text = ' '.join(str(error).split()).rstrip('.')
+  if isinstance(error, gymnasium.error.DependencyNotInstalled):
+    # Registered, but its package is missing; gymnasium's text names the install.
+    return (f"Gymnasium env '{task}' is registered but needs a package that is not "
+            f'installed: {text}. Install it, then run again.')
+  text = _GYM_HINT.sub('', text).rstrip('.')
+  close = [name for name in difflib.get_close_matches(task, list(gymnasium.registry),
+                                                      n=4, cutoff=0.5) if name != task]
+  hint = f" Did you mean: {', '.join(close[:3])}?" if close else ''
+  return (f"Cannot make Gymnasium env '{task}': {text}.{hint} Use a registered id, or "
+          "'module:Id' to import the module that registers it.")
 
 
 @registry.register
@@ -69,12 +91,7 @@ class Gym(Env):
     try:
       self._env = gymnasium.make(task, **kwargs)
     except (gymnasium.error.Error, ImportError) as e:  # Unknown id, or 'module:' fails.
-      ids = list(gymnasium.registry)
-      close = difflib.get_close_matches(task, ids, n=3, cutoff=0.5)
-      hint = f" Did you mean: {', '.join(close)}?" if close else ''
-      raise UserError(
-          f"Cannot make Gymnasium env '{task}': {e}.{hint} Use a registered id, or "
-          "'module:Id' to import the module that registers it.") from None
+      raise UserError(_make_error(task, e)) from None
     try:
       self.obs_space, self.act_space = self._spaces(task)
     except UserError:
