@@ -200,3 +200,29 @@ def test_missing_dependency_says_what_to_install_not_the_same_id(monkeypatch):
 def test_lunar_lander_without_box2d_for_real():
   message = _message('gym:LunarLander-v3')
   assert 'Did you mean' not in message and 'gymnasium[box2d]' in message, message
+
+
+def test_an_image_pipeline_on_a_vector_env_names_the_pipeline_that_suits_it():
+  # What pipelines/atari_dreamerv2.gin's key macros meet on gym:CartPole-v1.
+  from dreamkit.errors import ConfigError
+  from dreamkit.networks.encoders import DreamerEncoder
+  from dreamkit.networks.heads import DreamerDecoder
+  env = envs.make('gym:CartPole-v1')
+  shapes = {key: space.shape for key, space in env.obs_space.items()}
+  env.close()
+  with pytest.raises(ConfigError) as caught:
+    DreamerDecoder(shapes, 'image', '$^', 4, 1, 8)
+  message = str(caught.value)
+  assert "keys: ['vector']" in message and 'vector observations only' in message
+  assert 'pipelines/cartpole_dreamerv2.gin (discrete actions)' in message
+  assert 'pipelines/pendulum_dreamerv2.gin (continuous)' in message
+  # The encoder sees a batch [B, T, ...]: the same message from the step shapes.
+  encoder = DreamerEncoder('image', '$^', 4, 1, 8)
+  batch = {key: (2, 3, *shape) for key, shape in shapes.items()}
+  with pytest.raises(ConfigError, match='vector observations only: start from '
+                     'pipelines/cartpole_dreamerv2.gin'):
+    encoder.build(batch)
+  # And the other way round: a vector pipeline on pixels names the image pipelines.
+  with pytest.raises(ConfigError, match=r'image observations \(image\): start from '
+                     'pipelines/atari_dreamerv2.gin'):
+    DreamerDecoder({'image': (64, 64, 3), 'reward': ()}, '$^', 'state', 4, 1, 8)

@@ -31,6 +31,26 @@ def split_keys(keys, cnn_keys, mlp_keys):
   return images, vectors
 
 
+def no_keys_error(where, shapes, cnn_keys, mlp_keys):
+  """The ConfigError of a `where` whose cnn_keys / mlp_keys pick no key of `shapes`
+  ({key: per-step shape}), naming the shipped pipeline that suits these observations
+  (README's table): most often a vector env run with an image pipeline."""
+  keys = input_keys(shapes)
+  images = [key for key in keys if len(shapes[key]) == 3]
+  if images:
+    suits = (f"image observations ({', '.join(images)}): start from "
+             'pipelines/atari_dreamerv2.gin (discrete actions) or '
+             "pipelines/dmc_vision_dreamerv2.gin (continuous), which set CNN_KEYS = 'image'")
+  else:
+    suits = ('vector observations only: start from pipelines/cartpole_dreamerv2.gin '
+             '(discrete actions) or pipelines/pendulum_dreamerv2.gin (continuous), which '
+             "set CNN_KEYS = '$^' and MLP_KEYS = '.*'")
+  return ConfigError(
+      f'{where}: no observation key matches cnn_keys={cnn_keys!r} or '
+      f'mlp_keys={mlp_keys!r} (keys: {keys}). This env has {suits}; or set the '
+      'CNN_KEYS / MLP_KEYS macros (regexes of the image / vector keys).')
+
+
 @registry.register
 class DreamerEncoder(Encoder):
   """DreamerV2's encoder: a CNN over image keys and an MLP over vector keys, concatenated.
@@ -79,10 +99,10 @@ class DreamerEncoder(Encoder):
     shapes = {k: tuple(v) for k, v in input_shape.items()}
     images, vectors = split_keys(shapes, self.cnn_keys, self.mlp_keys)
     if not images and not vectors:
-      raise ConfigError(
-          f'DreamerEncoder: no observation key matches cnn_keys={self.cnn_keys!r} '
-          f'or mlp_keys={self.mlp_keys!r} (input keys: {input_keys(shapes)}). Set '
-          'DreamerEncoder.cnn_keys / DreamerEncoder.mlp_keys in your gin config.')
+      # input_shape leads with the batch dims, as many as a step's reward [] has.
+      leading = len(shapes['reward']) if 'reward' in shapes else 2
+      raise no_keys_error('DreamerEncoder', {k: v[leading:] for k, v in shapes.items()},
+                          self.cnn_keys, self.mlp_keys)
     if images:
       sizes = {shapes[k][-3:-1] for k in images}
       if len(sizes) > 1:

@@ -14,7 +14,7 @@ from dreamkit.errors import ConfigError, UserError
 from dreamkit.networks import distributions as dists
 from dreamkit.networks import layers as nets
 from dreamkit.networks.base import Head
-from dreamkit.networks.encoders import split_keys
+from dreamkit.networks.encoders import no_keys_error, split_keys
 from dreamkit.registry import Registry
 
 registry = Registry('heads', Head)
@@ -123,9 +123,7 @@ class DreamerDecoder(Head):
     shapes = {k: tuple(v) for k, v in shapes.items()}
     self.image_keys, self.vector_keys = split_keys(shapes, cnn_keys, mlp_keys)
     if not self.image_keys and not self.vector_keys:
-      raise ConfigError(
-          f'DreamerDecoder: no observation key matches cnn_keys={cnn_keys!r} or '
-          f'mlp_keys={mlp_keys!r} (keys: {list(shapes)}).')
+      raise no_keys_error('DreamerDecoder', shapes, cnn_keys, mlp_keys)
     self.shapes = shapes
     self.act = nets.get_act(act, 'DreamerDecoder')
     self.cnn_depth = cnn_depth
