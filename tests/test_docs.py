@@ -39,3 +39,41 @@ def test_readme_names_every_pipeline_and_docs_exist():
     assert pipeline.name in readme, pipeline.name
   for doc in re.findall(r'docs/[\w.]+\.md', readme):
     assert (REPO / doc).exists(), doc
+
+
+def _starting_table():
+  """{pipeline: (observations, actions)} from README's 'Which pipeline to start from'."""
+  readme = (REPO / 'README.md').read_text()
+  section = readme.split('## Which pipeline to start from', 1)[1].split('\n## ', 1)[0]
+  rows = {}
+  for line in section.splitlines():
+    cells = [cell.strip() for cell in line.strip('|').split('|')]
+    if len(cells) == 4 and cells[2].startswith('`pipelines/'):
+      observations, actions = cells[1].rsplit(', ', 1)
+      rows[cells[2].strip('`')] = (observations, actions)
+  return rows
+
+
+def test_readme_says_which_pipeline_to_start_from():
+  import gin
+  from dreamkit import config
+  from dreamkit.networks.encoders import no_keys_error
+  rows = _starting_table()
+  assert len(rows) == 5, rows
+  for pipeline, (observations, actions) in rows.items():
+    gin.clear_config()
+    config.load([str(REPO / pipeline)])
+    # The row's observations are what the pipeline's encoder reads.
+    image = observations.endswith('image')
+    assert gin.query_parameter('%CNN_KEYS') == ('image' if image else '$^'), pipeline
+    assert gin.query_parameter('%MLP_KEYS') == ('$^' if image else '.*'), pipeline
+    assert actions in ('discrete', 'continuous'), (pipeline, actions)
+  gin.clear_config()
+  # The error that names a suitable pipeline names it as the table does.
+  for shapes, wanted in (({'vector': (4,)}, 'vector'), ({'image': (64, 64, 3)}, 'image')):
+    message = str(no_keys_error('DreamerDecoder', shapes, 'x', 'y'))
+    for kind in ('discrete', 'continuous'):
+      named = re.search(rf'(pipelines/\w+\.gin) \({kind}', message).group(1)
+      observations, actions = rows[named]
+      assert actions == kind, (named, rows[named])
+      assert ('image' in observations) == (wanted == 'image'), (named, rows[named])
