@@ -173,16 +173,23 @@ def test_unknown_kind_for_components():
   assert_user_error(invoke('components', 'encoder'), 'Did you mean: encoders')
 
 
-def test_debug_shows_traceback():
-  result = CliRunner().invoke(cli.cli, ['--debug', 'config', 'no/such.gin'])
+def test_traceback_shows_traceback():
+  result = CliRunner().invoke(cli.cli, ['--traceback', 'config', 'no/such.gin'])
   assert isinstance(result.exception, ConfigError), result.output
 
 
-def test_debug_after_the_command(pipeline):
-  result = invoke('config', 'no/such.gin', '--debug')
+def test_traceback_after_the_command(pipeline):
+  result = invoke('config', 'no/such.gin', '--traceback')
   assert isinstance(result.exception, ConfigError), result.output
-  result = invoke('run', str(pipeline), '-b', 'Pipeline.stepz = 1', '--debug')
+  result = invoke('run', str(pipeline), '-b', 'Pipeline.stepz = 1', '--traceback')
   assert isinstance(result.exception, ConfigError), result.output
+
+
+@pytest.mark.parametrize('args', [['--debug', 'config', 'x.gin'], ['config', 'x.gin', '--debug']])
+def test_old_debug_flag_names_its_new_name_and_the_debug_pipeline(args):
+  # "debug" means pipelines/debug.gin only; the flag that shows tracebacks is --traceback.
+  assert_user_error(invoke(*args), '--traceback', 'pipelines/debug.gin')
+  assert '--debug' not in invoke('config', '--help').output
 
 
 def test_misspelled_name_that_is_not_kind_dot_name(tmp_path, pipeline):
@@ -279,3 +286,119 @@ def test_logdir_comes_from_the_flag_or_from_a_binding(tmp_path, pipeline, monkey
   result = invoke('run', str(pipeline), '-b', f"Pipeline.logdir = '{tmp_path / 'bound'}'")
   assert result.exit_code == 0, result.output
   assert seen == [tmp_path / 'flag', tmp_path / 'bound']
+
+
+# --- Discoverable settings: components, config --all -------------------------------------
+
+def test_components_lists_the_core_classes_with_their_defaults():
+  result = invoke('components')
+  assert result.exit_code == 0, result.output
+  core = result.output.split('core:\n', 1)[1].split('\nenvs:', 1)[0]
+  names = [line.split()[0] for line in core.splitlines() if not line.startswith('      ')]
+  assert names[:4] == ['Pipeline', 'WorldModel', 'ActorCritic', 'Agent']
+  assert 'task=%gin.REQUIRED' in core and 'seed=0' in core and 'kl_free=0.0' in core
+  assert invoke('components', 'core').output.startswith('core:\n  Pipeline ')
+
+
+@pytest.mark.parametrize('name, fragments', [
+    ('Pipeline', ['Pipeline  (core; dreamkit.runner.pipeline.Pipeline)',
+                  'The settings of one training run', '\n  seed=0\n', '\n  replay\n']),
+    ('WorldModel', ['WorldModel  (core;', '\n  kl_free=0.0\n']),
+    ('encoders.DreamerEncoder', ['encoders.DreamerEncoder  (encoders;',
+                                 '\n  cnn_kernels=(4, 4, 4, 4)\n']),
+    ('MLPHead', ['heads.MLPHead  (heads;', "\n  dist='mse'\n"]),  # Unique without kind.
+])
+def test_components_shows_one_component_in_full(name, fragments):
+  result = invoke('components', name)
+  assert result.exit_code == 0, result.output
+  for fragment in fragments:
+    assert fragment in result.output, (fragment, result.output)
+
+
+def test_components_unknown_name_suggests_the_closest():
+  assert_user_error(invoke('components', 'Pipelin'), "Unknown kind or component 'Pipelin'",
+                    'Did you mean: Pipeline', 'Kinds: core, envs')
+  assert_user_error(invoke('components', 'heads.MLPHed'), 'Did you mean: heads.MLPHead')
+
+
+def test_config_header_imports_without_aliases(pipeline):
+  result = invoke('config', str(pipeline))
+  assert result.exit_code == 0, result.output
+  imports = [line for line in result.output.splitlines() if line.startswith('import ')]
+  assert 'import dreamkit.envs' in imports and 'import dreamkit.runner.pipeline' in imports
+  assert not [line for line in imports if ' as ' in line], imports
+
+
+def _sourced(output):
+  """{'name = value': source} of `config --all` output."""
+  rows = {}
+  for line in output.splitlines():
+    if line and not line.startswith('#'):
+      binding, source = line.split('  # ', 1)
+      rows[binding.rstrip()] = source
+  return rows
+
+
+def test_config_all_shows_every_parameter_and_where_it_came_from(tmp_path, pipeline):
+  override = tmp_path / 'more.gin'
+  override.write_text('# more\nPipeline.steps = 20\nMLP_UNITS = 8\n')
+  result = invoke('config', '--all', str(pipeline), str(override),
+                  '-b', 'critic/heads.MLPHead.units = 7', '--seed', '3')
+  assert result.exit_code == 0, result.output
+  rows = _sourced(result.output)
+  defaults = str(DEFAULTS.relative_to(Path.cwd())) if DEFAULTS.is_relative_to(
+      Path.cwd()) else str(DEFAULTS)
+  # Bound in a file (the later file wins), on the command line, or a default.
+  assert rows['Pipeline.steps = 20'] == f'{override}:2'
+  assert rows["Pipeline.task = 'fake:discrete'"] == f'{pipeline}:2'
+  assert rows['Pipeline.seed = 3'] == "-b 'Pipeline.seed = 3'"
+  assert rows['Pipeline.batch_size = 16'] == 'default'
+  assert rows['Pipeline.world_model = @WorldModel'].startswith(f'{defaults}:')
+  # A macro: its value, where the macro was set and where the binding reads it.
+  assert rows['actor/heads.MLPHead.units = 8'].startswith(f'%MLP_UNITS = {override}:3; read at '
+                                                          f'{defaults}:')
+  # A scoped binding wins over the root one for that scope only.
+  assert rows['critic/heads.MLPHead.units = 7'] == "-b 'critic/heads.MLPHead.units = 7'"
+  assert rows['reward/heads.MLPHead.init_std = 0.0'] == 'default'
+  # Every component the run builds, reached through its slot; the env from the task.
+  for header in ('# Pipeline\n', '# Pipeline.world_model.encoder: encoders.DreamerEncoder\n',
+                 '# Pipeline.actor_critic.critic: critic/heads.MLPHead\n',
+                 '# Pipeline.outputs: outputs.JSONL\n', '# Pipeline.task: envs.Fake\n'):
+    assert header in result.output, header
+  assert 'passed by its owner: shape, dist (\'binary\')' in result.output
+  # A component bound but not built (the swapped-out RSSM) is not listed.
+  assert 'dynamics.CategoricalRSSM.deter' in result.output
+  assert 'GaussianRSSM' not in result.output
+
+
+def test_config_all_follows_a_swapped_component(pipeline):
+  result = invoke('config', '--all', str(pipeline),
+                  '-b', 'Pipeline.explorer = @explorers.Plan2Explore')
+  assert result.exit_code == 0, result.output
+  assert '# Pipeline.explorer.behavior: ActorCritic\n' in result.output
+  assert '# Pipeline.explorer.head: expl_head/heads.MLPHead\n' in result.output
+
+
+# --- run --seed ----------------------------------------------------------------------------
+
+def test_seed_sets_the_pipeline_seed_and_names_the_default_logdir(pipeline, monkeypatch):
+  from dreamkit.runner.pipeline import Pipeline
+  seen = []
+  monkeypatch.setattr(Pipeline, 'run', lambda self: seen.append((self.seed, self.logdir)))
+  result = invoke('run', str(pipeline), '--seed', '3')
+  assert result.exit_code == 0, result.output
+  ((seed, logdir),) = seen
+  assert seed == 3
+  assert logdir.parent == Path('logdir') and logdir.name.startswith('fake_discrete-seed3-')
+  assert_user_error(invoke('run', str(pipeline), '--seed', 'x'), "'--seed'", 'x')
+
+
+# --- Small errors ---------------------------------------------------------------------------
+
+def test_python_file_given_as_pipeline_suggests_plugin(tmp_path, pipeline):
+  plugin = tmp_path / 'my_encoder.py'
+  plugin.write_text(PLUGIN)
+  result = invoke('run', str(pipeline), str(plugin))
+  assert_user_error(result, 'my_encoder.py is Python, not a .gin pipeline',
+                    f'did you mean --plugin {plugin}?')
+  assert 'Syntax' not in result.stderr
