@@ -1,4 +1,5 @@
-"""Metric sinks: JSONL, TensorBoard, Terminal, GIF videos and the outputs registry."""
+"""Metric sinks: JSONL, TensorBoard, GIF videos and the outputs registry (the
+Terminal sink is tested in test_terminal.py)."""
 
 import io
 import json
@@ -16,7 +17,6 @@ from PIL import ImageSequence
 
 from dreamkit import outputs
 from dreamkit.outputs import jsonl as jsonl_lib
-from dreamkit.outputs import terminal as terminal_lib
 from dreamkit.outputs import video as video_lib
 
 ROW = {
@@ -140,168 +140,6 @@ def test_jsonl_rejects_a_step_key(tmp_path):
   with pytest.raises(ValueError, match="'step'"):
     output.write(1, {'step': 2})
   output.close()
-
-
-# ---------------------------------------------------------------------- Terminal
-
-
-class FakeClock:
-
-  def __init__(self):
-    self.now = 0.0
-
-  def __call__(self):
-    return self.now
-
-
-@pytest.fixture(autouse=True)
-def wide_terminal(monkeypatch):
-  """The TTY status line is cut to the terminal width: make it the same everywhere."""
-  monkeypatch.setenv('COLUMNS', '200')
-
-
-def make_terminal(tty, **kwargs):
-  stream = io.StringIO()
-  terminal = outputs.Terminal(None, stream=stream, tty=tty, **kwargs)
-  clock = FakeClock()
-  terminal._clock = clock
-  return terminal, stream, clock
-
-
-def test_terminal_tty_redraws_one_line_with_eta():
-  terminal, stream, clock = make_terminal(tty=True)
-  for index in range(4):
-    clock.now = 10.0 * index
-    terminal.write(1000 * index, {'steps_budget': 10000, 'frames': 4000 * index})
-  text = stream.getvalue()
-  assert '\n' not in text  # Progress rows only redraw the status line.
-  assert text.count('\r') == 4
-  last = text.split('\r')[-1]
-  assert '3,000/10,000 steps' in last and '12,000 frames' in last
-  assert '100.0 steps/s' in last
-  assert 'ETA 1m10s' in last  # 7000 steps left at 100 steps/s.
-  terminal.close()
-  assert stream.getvalue().endswith('\n')
-
-
-def test_terminal_eta_waits_for_training_and_forgets_the_prefill_rate():
-  terminal, stream, clock = make_terminal(tty=True)
-  # Prefill: 1,000 steps/s, no update yet.
-  for index in range(3):
-    clock.now = float(index)
-    terminal.write(1000 * index, {'steps_budget': 100000, 'updates': 0})
-  assert stream.getvalue().split('\r')[-1].endswith('ETA after prefill')
-  # Training: 10 steps/s. The ETA follows the new rate, not the prefill's.
-  for index in range(1, 4):
-    clock.now = 2.0 + 10 * index
-    terminal.write(2000 + 100 * index, {'steps_budget': 100000, 'updates': index})
-  last = stream.getvalue().split('\r')[-1]
-  assert '10.0 steps/s' in last
-  assert 'ETA 2h42m' in last  # 97,700 steps left at 10 steps/s: 2h42m50s.
-
-
-def test_terminal_tty_prints_results_above_the_status_line():
-  terminal, stream, clock = make_terminal(tty=True)
-  terminal.write(1000, {'steps_budget': 10000})
-  clock.now = 5.0
-  terminal.write(2000, dict(ROW, eval_return=15.5))
-  lines = stream.getvalue().split('\n')
-  assert len(lines) == 2
-  result = lines[0].split('\r')[-1]
-  assert result.startswith('[2,000] train_return 12.5 / train_length 180 / '
-                           'eval_return 15.5 / model_loss 3.25 / kl_loss 1.5')
-  assert 'fps' not in result  # Progress counters stay on the status line.
-  status = lines[1].split('\r')[-1]
-  assert 'return 12.5' in status and 'eval 15.5' in status
-
-
-def test_terminal_tty_clears_a_longer_previous_line():
-  terminal, stream, clock = make_terminal(tty=True)
-  terminal.write(123456, {'steps_budget': 1000000, 'frames': 493824})
-  first = len(stream.getvalue()) - 1
-  clock.now = 1.0
-  terminal.write(123457, {})
-  redraw = stream.getvalue()[first + 1:]
-  assert redraw.startswith('\r') and len(redraw) - 1 >= first
-
-
-def test_terminal_tty_status_fits_the_terminal_width(monkeypatch):
-  monkeypatch.setenv('COLUMNS', '41')
-  terminal, stream, clock = make_terminal(tty=True)
-  terminal.write(123456, {'steps_budget': 1000000, 'frames': 493824})
-  clock.now = 1.0
-  terminal.write(123457, {})
-  assert all(len(part) <= 40 for part in stream.getvalue().split('\r'))
-
-
-def test_terminal_tty_limits_redraws_and_shows_the_last_step_on_close():
-  terminal, stream, clock = make_terminal(tty=True)
-  for step in range(1, 11):
-    clock.now = step * 0.01
-    terminal.write(step, {})
-  assert stream.getvalue().count('\r') == 1
-  terminal.close()
-  assert stream.getvalue().rstrip('\n').split('\r')[-1].startswith('10 steps')
-
-
-def test_terminal_plain_mode_has_no_control_characters_and_rate_limits():
-  terminal, stream, clock = make_terminal(tty=False, interval=30.0)
-  terminal.write(1000, {'steps_budget': 10000})
-  clock.now = 10.0
-  terminal.write(2000, {'steps_budget': 10000})  # Progress only, too soon: dropped.
-  clock.now = 15.0
-  terminal.write(2500, ROW)  # Results always print.
-  clock.now = 50.0
-  terminal.write(3000, {'steps_budget': 10000})
-  clock.now = 55.0
-  terminal.write(3100, {'eval_return': 9.0, 'model_loss': 1.0})
-  terminal.close()
-  text = stream.getvalue()
-  assert '\r' not in text and '\x1b' not in text
-  lines = text.splitlines()
-  assert len(lines) == 4, lines
-  assert lines[0].startswith('1,000/10,000 steps 10.0%')
-  assert lines[1].startswith('2,500/50,000 steps 5.0%')
-  assert 'train_return 12.5 / train_length 180 / model_loss 3.25' in lines[1]
-  assert lines[1].count('12.5') == 1  # The return is not repeated in the status.
-  assert lines[2].startswith('3,000/10,000 steps 30.0%') and 'return 12.5' in lines[2]
-  assert 'ETA' in lines[2]
-  # The last train return stays in the status of a row that does not hold one.
-  assert 'return 12.5 |' in lines[3] and 'eval 9' not in lines[3]
-  assert lines[3].endswith('| eval_return 9 / model_loss 1')
-
-
-def test_terminal_detects_a_tty_from_the_stream():
-  class Tty(io.StringIO):
-    def isatty(self):
-      return True
-  stream = Tty()
-  terminal = outputs.Terminal(None, stream=stream)
-  terminal.write(10, {})
-  assert stream.getvalue().startswith('\r')
-  plain = io.StringIO()
-  outputs.Terminal(None, stream=plain).write(10, {})
-  assert plain.getvalue() == '10 steps\n'
-
-
-def test_format_number_and_duration():
-  fmt = terminal_lib.format_number
-  values = [0.0, 12.3456, 3.0, 1.2e-5, 1e6, np.int64(12345)]
-  assert [fmt(value) for value in values] == [
-      '0', '12.35', '3', '1.2e-05', '1e+06', '12,345']
-  assert fmt(float('nan')) == 'nan' and fmt(np.float32(0.5)) == '0.5'
-  duration = terminal_lib.format_duration
-  assert [duration(42), duration(307), duration(11520), duration(187200)] == [
-      '42s', '5m07s', '3h12m', '2d04h']
-
-
-def test_step_rate_is_smoothed_over_wall_time():
-  rate = terminal_lib._Rate(horizon=60.0)
-  rate.update(0.0, 0)
-  rate.update(10.0, 1000)
-  assert rate.value == pytest.approx(100.0)
-  rate.update(10.5, 1500)  # A short burst at 1000/s moves the estimate only a little.
-  assert 100.0 < rate.value < 110.0
 
 
 # ------------------------------------------------------------------------ Videos

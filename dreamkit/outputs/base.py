@@ -36,7 +36,8 @@ class Output:
 
   def progress(self, step, counters):
     """Optional: live counters between rows (`frames`, `updates`,
-    `steps_budget`), about once a second; e.g. for a status line."""
+    `steps_budget`, and `prefill_until` while the random prefill runs), about
+    once a second; e.g. for a status line."""
 
   def flush(self):
     """Optional: make everything written so far durable."""

@@ -1,15 +1,18 @@
 """Training progress on the terminal: a live status line, and one line per result."""
 
+import logging
 import math
 import shutil
 import sys
+import threading
 import time
 
 from dreamkit.outputs import registry
 from dreamkit.outputs.base import Output
 
 # Counters and rates the status line shows; every other key is a result.
-PROGRESS_KEYS = ('steps_budget', 'frames', 'updates', 'fps', 'step_fps', 'train_fps')
+PROGRESS_KEYS = ('steps_budget', 'frames', 'updates', 'fps', 'step_fps', 'train_fps',
+                 'prefill_until')
 
 # Shortest time between two redraws of the TTY status line for progress-only rows:
 # redrawing on every env step would cost more than it shows.
@@ -20,6 +23,14 @@ IMPORTANT_KEYS = (
     'train_return', 'train_length', 'eval_return', 'eval_length',
     'model_loss', 'kl_loss', 'image_loss', 'reward_loss', 'discount_loss',
     'actor_loss', 'critic_loss', 'actor_ent')
+
+# Results whose last value the status line keeps showing, as space allows.
+STATUS_RESULTS = (
+    ('train_return', 'return'), ('eval_return', 'eval'), ('model_loss', 'model_loss'),
+    ('actor_loss', 'actor_loss'), ('critic_loss', 'critic_loss'))
+
+# Erase from the cursor to the end of the line (ANSI, understood by every terminal).
+_ERASE = '\x1b[K'
 
 
 def format_number(value):
@@ -40,6 +51,15 @@ def format_number(value):
   if 0.01 <= abs(value) < 10000:
     return f'{value:.2f}'.rstrip('0').rstrip('.')
   return f'{value:.1e}'.replace('.0e', 'e')
+
+
+def format_budget(count):
+  """A step budget, short: `50,000`, `1M`, `12.5M`, `1.2G` (the step shows in full)."""
+  count = int(count)
+  for size, suffix in ((10**9, 'G'), (10**6, 'M')):
+    if count >= size:
+      return f'{count / size:.3g}{suffix}'
+  return f'{count:,}'
 
 
 def format_duration(seconds):
@@ -96,26 +116,36 @@ class _Rate:
 class Terminal(Output):
   """Progress on the terminal: a live status line, and a line per row of results.
 
-  The status line shows `step/budget`, frames, env steps/s, train steps/s, the last
-  train and eval return and the ETA (from `steps_budget` and the smoothed step rate;
-  while rows report `updates` 0, i.e. during prefill, `ETA after prefill`):
+  The status line leads with what a glance looks for, the step, the rate and the
+  ETA, then the last returns and losses and the update rate as the width allows
+  (a part that does not fit is left out whole; the ETA is the last to go):
 
-      1,200/50,000 steps 2.4% | 4,800 frames | 81.3 steps/s | 16.2 train/s |
-      return 12 | eval 15.5 | ETA 10m00s   (one line)
+      1,200/50,000 steps 2.4% | 81.3 steps/s | ETA 10m00s | return 12 | eval 15.5 |
+      model_loss 3.1 | actor_loss -0.2 | critic_loss 0.6 | 16.2 train/s | 4,800 frames
+
+  While rows report `updates` 0 and progress names `prefill_until` (the step at
+  which the random prefill ends), the status shows the prefill's own progress and
+  ETA: `120/50,000 steps 0.2% | prefill 120/500 | 856.4 steps/s | prefill ETA 0s`.
+  The step rate restarts when training starts: the prefill's says nothing about it.
 
   A row with results (any key besides the progress counters `steps_budget`,
-  `frames`, `updates`, `fps`, `step_fps`, `train_fps`) also prints a permanent line:
+  `frames`, `updates`, `fps`, `step_fps`, `train_fps`, `prefill_until`) also
+  prints a permanent line:
 
       [1,200] train_return 12 / train_length 180 / model_loss 3.1 / kl_loss 1.02 / ...
 
-  On a TTY, the status line is redrawn in place with a carriage return and result
-  lines scroll above it. Elsewhere (CI logs, files) every line ends with a newline
-  and holds no control characters: results print as `<status> | <results>`, and
-  rows with only progress print at most once every `interval` seconds.
+  On a TTY, the status line is redrawn in place and result lines scroll above it.
+  While it is on screen, whatever else the process writes to `sys.stdout`,
+  `sys.stderr` or a logging handler on them (a component's print, a warning) first
+  clears it, gets a line of its own, and the status line is redrawn below. Elsewhere
+  (CI logs, files) every line ends with a newline and holds no control characters:
+  results print as `<status> | <results>`, and rows with only progress print at
+  most once every `interval` seconds.
 
   Args:
     logdir: unused; outputs are built with the run directory.
-    stream: text stream to write to; `sys.stdout` (looked up at each write) if None.
+    stream: text stream to write to; `sys.stdout` if None (then, on a TTY, other
+      output is routed around the status line as above).
     interval: seconds between progress-only lines when not on a TTY.
     tty: force TTY (True) or plain (False) mode; detected from `stream` if None.
     rate_horizon: seconds over which the step rates are smoothed.
@@ -132,15 +162,23 @@ class Terminal(Output):
     self._train_rate = _Rate(rate_horizon)
     self._last_plain = None
     self._last_redraw = None
-    self._skipped_step = None  # A step whose redraw was skipped, shown on close.
-    self._status_width = 0  # Characters of the status line now on screen.
+    self._step = None       # The step the status line shows.
+    self._skipped = False   # A redraw was skipped (throttled); shown on close.
     self._progress = {}
-    self._last_return = None
-    self._last_eval = None
+    self._results = {}      # The last value of each STATUS_RESULTS key.
+    self._lock = threading.RLock()  # Other threads may print while we draw.
+    self._on_screen = False  # The status line is drawn; the cursor is at its end.
+    self._hidden = False     # Cleared for another writer's line, to be redrawn.
+    self._partial = False    # Another writer left a line without its newline.
+    self._routed = None      # _Routing while sys.stdout / sys.stderr go through us.
 
   @property
   def stream(self):
-    return self._stream if self._stream is not None else sys.stdout
+    if self._stream is not None:
+      return self._stream
+    if self._routed is not None:
+      return self._routed.stdout
+    return sys.stdout
 
   @property
   def is_tty(self):
@@ -153,29 +191,36 @@ class Terminal(Output):
       return False
 
   def write(self, step, metrics):
+    with self._lock:
+      self._write(int(step), metrics)
+
+  def _write(self, step, metrics):
     now = self._clock()
-    step = int(step)
     if self._progress.get('updates') == 0 and metrics.get('updates', 0) > 0:
-      # Training has started: the prefill's step rate says nothing about the ETA now.
+      # Training has started: the prefill's rates say nothing about the ETA now.
       self._step_rate = _Rate(self._step_rate.horizon)
+      self._train_rate = _Rate(self._train_rate.horizon)
     self._progress.update(
         {key: metrics[key] for key in PROGRESS_KEYS if key in metrics})
+    if self._progress.get('updates'):
+      self._progress.pop('prefill_until', None)
     self._step_rate.update(now, step)
     if 'updates' in metrics:
       self._train_rate.update(now, float(metrics['updates']))
-    if 'train_return' in metrics:
-      self._last_return = metrics['train_return']
-    if 'eval_return' in metrics:
-      self._last_eval = metrics['eval_return']
+    self._results.update(
+        {key: metrics[key] for key, _ in STATUS_RESULTS if key in metrics})
+    self._step = step
     results = ordered_results(metrics)
     if self.is_tty:
-      if results or self._last_redraw is None or (
+      prefill_until = self._prefill_until()
+      milestone = prefill_until is not None and step >= prefill_until
+      if results or milestone or self._last_redraw is None or (
           now - self._last_redraw >= TTY_REFRESH_SECONDS):
         self._last_redraw = now
         self._write_tty(step, metrics, results)
-        self._skipped_step = None
+        self._skipped = False
       else:
-        self._skipped_step = step
+        self._skipped = True
     elif results or self._last_plain is None or (
         now - self._last_plain >= self._interval):
       self._last_plain = now
@@ -186,66 +231,106 @@ class Terminal(Output):
     self.write(step, {key: counters[key] for key in PROGRESS_KEYS if key in counters})
 
   def _write_tty(self, step, metrics, results):
-    width = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
-    status = self.status(step)[:width]
+    self._route_other_output()
     text = ''
+    if results or not self._on_screen:
+      text = self._leave_status_line()
     if results:
-      # Erase the status line, print the results for good, redraw the status below.
-      text += '\r' + ' ' * self._status_width + '\r'
+      # Printed for good where the status line was; the status line comes below.
       text += self.details(step, metrics, results) + '\n'
-      self._status_width = 0
-    # Spaces, not an ANSI erase code, clear the rest of a longer previous line.
-    padding = ' ' * max(0, self._status_width - len(status))
-    text += '\r' + status + padding
-    self._status_width = len(status)
+    text += '\r' + self.status(step, width=status_width()) + _ERASE
+    self._on_screen, self._hidden = True, False
     self._emit(text)
 
+  def _leave_status_line(self):
+    """Text that puts the cursor at the start of a clean line."""
+    if self._on_screen:
+      text = '\r' + _ERASE
+    elif self._partial:
+      text = '\n'
+    else:
+      text = ''
+    self._on_screen = self._partial = False
+    return text
+
   def _write_plain(self, step, metrics, results):
-    # A return this row holds is listed with the results, not repeated in the status.
+    # A return or loss this row holds is listed with the results, not repeated.
     line = self.status(step, exclude=results)
     if results:
       line += ' | ' + self.details(step, metrics, results, prefix=False)
     self._emit(line + '\n')
 
-  def status(self, step, exclude=()):
-    """The status line for `step` from the counters and rates seen so far.
+  def _prefill_until(self):
+    """The step at which the prefill ends, while the rows say it runs; else None."""
+    if self._progress.get('updates') == 0 and self._progress.get('prefill_until'):
+      return int(self._progress['prefill_until'])
+    return None
 
-    `exclude` may name `train_return` / `eval_return` to leave their last values out.
+  def status(self, step, width=None, exclude=()):
+    """The status line for `step` from the counters, rates and results seen so far.
+
+    With `width`, the parts that fit, in order of importance (ETA, step, prefill,
+    rate, then the rest) but shown in their usual order. `exclude` names result
+    keys (`train_return`, `model_loss`, ...) to leave out.
     """
+    parts = self._status_parts(step, exclude)  # [(importance, text)], 0 first
+    if width is None:
+      return ' | '.join(text for _, text in parts)
+    kept, used = set(), -len(' | ')
+    for index in sorted(range(len(parts)), key=lambda index: parts[index][0]):
+      size = len(' | ') + len(parts[index][1])
+      if used + size <= width:
+        kept.add(index)
+        used += size
+    if not kept:  # A terminal narrower than the ETA alone.
+      return min(parts)[1][:width]
+    return ' | '.join(text for index, (_, text) in enumerate(parts) if index in kept)
+
+  def _status_parts(self, step, exclude):
     budget = self._progress.get('steps_budget')
+    prefill_until = self._prefill_until()
+    rate = self._step_rate.value
+    parts = []
     if budget:
-      parts = [
-          f'{format_number(step)}/{format_number(int(budget))} steps '
-          f'{100 * step / budget:.1f}%']
+      parts.append((3 if prefill_until else 1, f'{format_number(step)}/'
+                    f'{format_budget(budget)} steps {100 * step / budget:.1f}%'))
     else:
-      parts = [f'{format_number(step)} steps']
-    if 'frames' in self._progress:
-      parts.append(f"{format_number(int(self._progress['frames']))} frames")
+      parts.append((1, f'{format_number(step)} steps'))
+    if prefill_until:
+      parts.append((1, f'prefill {format_number(min(step, prefill_until))}/'
+                       f'{format_number(prefill_until)}'))
     # Measured here rather than read from the row's `fps`, which the reference counts
     # in frames (agent steps x action repeat).
-    step_rate = self._step_rate.value
-    if step_rate is not None:
-      parts.append(f'{float(step_rate):.1f} steps/s')
+    if rate is not None:
+      parts.append((2, f'{float(rate):.1f} steps/s'))
+    eta = self._eta(step, budget, prefill_until, rate)
+    if eta:
+      parts.append((0, eta))
+    for importance, (key, label) in enumerate(STATUS_RESULTS, start=4):
+      if key in self._results and key not in exclude:
+        parts.append((importance, f'{label} {format_number(self._results[key])}'))
     train_rate = self._train_rate.value
     if train_rate is None:
       train_rate = self._progress.get('train_fps')
-    if train_rate is not None:
-      parts.append(f'{float(train_rate):.1f} train/s')
-    if 'train_return' not in exclude and self._last_return is not None:
-      parts.append(f'return {format_number(self._last_return)}')
-    if 'eval_return' not in exclude and self._last_eval is not None:
-      parts.append(f'eval {format_number(self._last_eval)}')
-    if budget:
-      rate = self._step_rate.value
-      if step >= budget:
-        parts.append('done')
-      elif self._progress.get('updates') == 0:
-        parts.append('ETA after prefill')  # Training, the slow part, has not begun.
-      elif rate:
-        parts.append(f'ETA {format_duration((budget - step) / rate)}')
-      else:
-        parts.append('ETA ?')
-    return ' | '.join(parts)
+    if train_rate is not None and not prefill_until:
+      parts.append((10, f'{float(train_rate):.1f} train/s'))
+    if 'frames' in self._progress:
+      parts.append((11, f"{format_number(int(self._progress['frames']))} frames"))
+    return parts
+
+  def _eta(self, step, budget, prefill_until, rate):
+    if prefill_until:
+      if step >= prefill_until:
+        return 'prefill done'
+      return f'prefill ETA {format_duration((prefill_until - step) / rate)}' \
+          if rate else 'prefill ETA ?'
+    if not budget:
+      return None
+    if step >= budget:
+      return 'done'
+    if rate and self._progress.get('updates') != 0:
+      return f'ETA {format_duration((budget - step) / rate)}'
+    return 'ETA ?'  # No rate yet, or training (the slow part) has not begun.
 
   @staticmethod
   def details(step, metrics, keys, prefix=True):
@@ -260,6 +345,30 @@ class Terminal(Output):
     except (BrokenPipeError, ValueError):
       pass  # The reader went away (`dreamkit train | head`); training goes on.
 
+  # Other writers, while the status line is on screen.
+
+  def _route_other_output(self):
+    if self._routed is None and self._stream is None:
+      self._routed = _Routing(self)
+
+  def _write_other(self, target, text):
+    """Writes another writer's `text` to `target` on lines of its own."""
+    with self._lock:
+      if not text:
+        return 0
+      if self._on_screen:
+        self._emit(self._leave_status_line())
+        self._hidden = True
+      written = target.write(text)
+      if text.endswith('\n'):
+        self._partial = False
+        target.flush()
+        if self._hidden and self._step is not None:
+          self._write_tty(self._step, {}, [])
+      else:
+        self._partial = True
+      return written
+
   def flush(self):
     try:
       self.stream.flush()
@@ -267,11 +376,79 @@ class Terminal(Output):
       pass
 
   def close(self):
-    if self.is_tty and self._skipped_step is not None:
-      self._write_tty(self._skipped_step, {}, [])
-      self._skipped_step = None
-    if self.is_tty and self._status_width:
-      # Keep the last status visible and leave the cursor on a fresh line.
-      self._emit('\n')
-      self._status_width = 0
-    self.flush()
+    with self._lock:
+      if self.is_tty and self._skipped and self._step is not None:
+        self._write_tty(self._step, {}, [])
+        self._skipped = False
+      if self._on_screen:
+        # Keep the last status visible and leave the cursor on a fresh line.
+        self._emit('\n')
+        self._on_screen = False
+      if self._routed is not None:
+        self._routed.restore()
+        self._routed = None
+      self.flush()
+
+
+def status_width():
+  """Columns the status line may use: the terminal's, less one (no line wrap)."""
+  return max(20, shutil.get_terminal_size((100, 24)).columns - 1)
+
+
+class _RoutedStream:
+  """Stands in for sys.stdout or sys.stderr while the status line is on screen."""
+
+  def __init__(self, terminal, target):
+    self._terminal = terminal
+    self.target = target
+
+  def write(self, text):
+    return self._terminal._write_other(self.target, text)  # pylint: disable=protected-access
+
+  def writelines(self, lines):
+    for line in lines:
+      self.write(line)
+
+  def flush(self):
+    self.target.flush()
+
+  def __getattr__(self, name):  # fileno, isatty, encoding, buffer, ...
+    return getattr(self.target, name)
+
+
+class _Routing:
+  """sys.stdout, sys.stderr and the logging handlers on them, routed to a Terminal.
+
+  Logging handlers keep the stream they were built with (TensorFlow's logger holds
+  the sys.stderr of its import), so they are routed one by one. `restore()` puts
+  back each stream that is still ours.
+  """
+
+  def __init__(self, terminal):
+    self.stdout, self.stderr = sys.stdout, sys.stderr
+    self._stdout = _RoutedStream(terminal, self.stdout)
+    self._stderr = _RoutedStream(terminal, self.stderr)
+    sys.stdout, sys.stderr = self._stdout, self._stderr
+    self._handlers = []
+    for handler in _stream_handlers():
+      stream = handler.stream
+      if stream is self.stdout or stream is self.stderr:
+        handler.setStream(self._stdout if stream is self.stdout else self._stderr)
+        self._handlers.append((handler, stream))
+
+  def restore(self):
+    if sys.stdout is self._stdout:
+      sys.stdout = self.stdout
+    if sys.stderr is self._stderr:
+      sys.stderr = self.stderr
+    for handler, stream in self._handlers:
+      if handler.stream is self._stdout or handler.stream is self._stderr:
+        handler.setStream(stream)
+
+
+def _stream_handlers():
+  loggers = [logging.getLogger()] + [
+      logger for logger in list(logging.Logger.manager.loggerDict.values())
+      if isinstance(logger, logging.Logger)]
+  return [handler for logger in loggers for handler in logger.handlers
+          if isinstance(handler, logging.StreamHandler)]

@@ -6,6 +6,7 @@
     rows.episode(episode)           # a row per finished training episode
     rows.evaluation(returns, lengths, extra)
     rows.progress()                 # live counters, at most once a second
+    with rows.prefilling(steps):    # progress names the step the prefill ends at
     rows.record_wall_time()         # before saving a checkpoint
 
 Counters are the run's `Counters` (agent steps, updates, episodes, wall time). Frames
@@ -17,6 +18,7 @@ stop is lost, as are its rows after that checkpoint).
 """
 
 import collections
+import contextlib
 import dataclasses
 import time
 
@@ -60,6 +62,7 @@ class Rows:
     self._clock = {'time': self._recorded_at, 'step': int(counters.step),
                    'updates': int(counters.updates)}
     self._last_progress = 0.0
+    self._prefill_until = None  # The step the prefill ends at, while it runs.
 
   def update(self, metrics):
     for key, value in metrics.items():
@@ -123,17 +126,30 @@ class Rows:
     row.update(extra or {})
     self.emit(step, row)
 
-  def progress(self):
+  def progress(self, force=False):
     """Live counters for the outputs that show progress (the terminal's status line)."""
     now = time.time()
-    if now - self._last_progress < PROGRESS_SECONDS:
+    if not force and now - self._last_progress < PROGRESS_SECONDS:
       return
     self._last_progress = now
     step = int(self.counters.step)
     counters = {'frames': self.frames(step), 'updates': int(self.counters.updates),
                 'steps_budget': self.budget}
+    if self._prefill_until is not None:
+      counters['prefill_until'] = self._prefill_until
     for output in self.outputs:
       output.progress(step, counters)
+
+  @contextlib.contextmanager
+  def prefilling(self, steps):
+    """While the random prefill of `steps` agent steps runs, progress says where
+    it ends (`prefill_until`), so a status line can show its progress and ETA."""
+    self._prefill_until = int(self.counters.step) + int(steps)
+    try:
+      yield
+      self.progress(force=True)  # The prefill's last step, shown before the build.
+    finally:
+      self._prefill_until = None
 
   def flush(self):
     for output in self.outputs:

@@ -49,21 +49,44 @@ class Interrupted(Exception):
 
 
 def run(s):
-  """Trains as the settings `s` say; a stop by signal saves, then exits 130 / 143."""
-  saved = []
+  """Trains as the settings `s` say; a stop by signal saves, then exits 130 / 143.
+
+  The last lines say how the run ended and what it saved where (printed after the
+  outputs closed, so below the terminal's last status line).
+  """
+  saved = []  # (checkpoint path, agent step) of each save
   try:
     with contextlib.ExitStack() as stack:
       _train(s, stack, saved)
   except KeyboardInterrupt:
-    _stopped('Ctrl-C', saved, EXIT_CTRL_C)
+    _stopped('Ctrl-C', s.logdir, saved, EXIT_CTRL_C)
   except Interrupted:
-    _stopped('SIGTERM', saved, EXIT_SIGTERM)
+    _stopped('SIGTERM', s.logdir, saved, EXIT_SIGTERM)
+  step = f' at step {saved[-1][1]:,}' if saved else ''
+  print(f'Finished{step}.')
+  print(saved_report(s.logdir, saved))
 
 
-def _stopped(how, saved, code):
-  where = f'saved {saved[-1]}' if saved else 'no checkpoint was written'
-  print(f'\nStopped ({how}): {where}.')
+def _stopped(how, logdir, saved, code):
+  print(f'Stopped ({how}).')
+  print(saved_report(logdir, saved))
   raise SystemExit(code)
+
+
+def saved_report(logdir, saved):
+  """Lines naming what a run left in `logdir`: its last checkpoint and its metrics."""
+  if saved:
+    path, step = saved[-1]
+    lines = [f'Checkpoint: {path} (step {step:,}); run again with --logdir {logdir} '
+             'to resume.']
+  else:
+    lines = ['Checkpoint: none written (stopped before training began).']
+  metrics = logdir / 'metrics.jsonl'
+  if metrics.exists():
+    lines.append(f'Metrics: {metrics} (dreamkit plot {logdir})')
+  if any(logdir.glob('events.out.tfevents.*')):
+    lines.append(f'TensorBoard: tensorboard --logdir {logdir}')
+  return '\n'.join(lines)
 
 
 def _train(s, stack, saved):
@@ -119,7 +142,8 @@ def _train(s, stack, saved):
     missing = s.prefill - int(replay.stats['steps'])
     if missing > 0:
       print(f'Prefilling {missing} agent steps with a random policy.')
-      driver(RandomPolicy(train_envs.act_space, seed=s.seed), steps=missing)
+      with rows.prefilling(missing):  # The status line shows the prefill's progress.
+        driver(RandomPolicy(train_envs.act_space, seed=s.seed), steps=missing)
       driver.reset()  # The agent's policy state starts fresh after prefill.
 
   # 5. The agent; Keras builds variables lazily, so one update builds them all.
@@ -155,7 +179,7 @@ def _train(s, stack, saved):
   def save():
     rows.flush()  # The metrics never lag behind the checkpoint.
     rows.record_wall_time()  # The checkpoint carries the seconds trained so far.
-    saved.append(checkpoint.save())
+    saved.append((checkpoint.save(), int(counters.step)))
 
   stack.callback(save)
   step = int(counters.step)
