@@ -1,7 +1,7 @@
 """The `dreamkit` command line: run, config, components, plot.
 
 User errors (a missing file, a gin mistake, an unknown component, a broken plugin)
-print one message and exit with code 2; `--debug` shows the traceback instead.
+print one message and exit with code 2; `--traceback` shows the traceback instead.
 """
 
 import contextlib
@@ -18,19 +18,35 @@ import dreamkit
 from dreamkit.errors import UserError
 
 USER_ERROR_EXIT = 2
-_DEBUG_KEY = 'dreamkit.debug'
+_TRACEBACK_KEY = 'dreamkit.traceback'
 
 
-def _set_debug(ctx, param, value):
+def _set_traceback(ctx, param, value):
   del param
   if value:
-    ctx.meta[_DEBUG_KEY] = True  # ctx.meta is shared by the group and its commands.
+    ctx.meta[_TRACEBACK_KEY] = True  # ctx.meta is shared by the group and its commands.
 
 
-# On the group and on every command: `dreamkit --debug config x.gin` and
-# `dreamkit config x.gin --debug` both work.
-_DEBUG = click.option('--debug', is_flag=True, expose_value=False, callback=_set_debug,
-                      help='Show tracebacks for user errors.')
+def _renamed_debug(ctx, param, value):
+  del ctx
+  if value:
+    raise click.BadParameter(
+        'it is called --traceback now (show tracebacks of user errors); for a quick '
+        'debug run, add pipelines/debug.gin after your pipeline.', param=param)
+
+
+def _traceback_options(command):
+  """--traceback, and the old --debug (hidden) that says it was renamed."""
+  command = click.option('--debug', is_flag=True, expose_value=False, hidden=True,
+                         callback=_renamed_debug)(command)
+  return click.option('--traceback', is_flag=True, expose_value=False,
+                      callback=_set_traceback,
+                      help='Show tracebacks for user errors.')(command)
+
+
+# On the group and on every command: `dreamkit --traceback config x.gin` and
+# `dreamkit config x.gin --traceback` both work.
+_TRACEBACK = _traceback_options
 
 _VERBOSE_KEY = 'dreamkit.verbose'
 # Set by main(): the process is the CLI's own, so it may filter file descriptor 2.
@@ -43,12 +59,11 @@ def _set_verbose(ctx, param, value):
     ctx.meta[_VERBOSE_KEY] = True
 
 
-# On the group and on every command, as --debug.
+# On the group and on every command, as --traceback.
 _VERBOSE = click.option(
     '--verbose', is_flag=True, expose_value=False, callback=_set_verbose,
     help="Show everything TensorFlow prints (C++ start-up log lines, known-harmless "
          "warnings), which is filtered by default.")
-
 
 
 def _handle_errors(fn):
@@ -56,11 +71,11 @@ def _handle_errors(fn):
 
   @functools.wraps(fn)
   def wrapper(*args, **kwargs):
-    debug = click.get_current_context().meta.get(_DEBUG_KEY, False)
+    show_traceback = click.get_current_context().meta.get(_TRACEBACK_KEY, False)
     try:
       return fn(*args, **kwargs)
     except UserError as e:
-      if debug:
+      if show_traceback:
         raise
       click.echo(f'Error: {one_line(e)}', err=True)
       sys.exit(USER_ERROR_EXIT)
@@ -68,7 +83,7 @@ def _handle_errors(fn):
       # gin's errors for a config mistake found while building: a required value not
       # set, or a slot's factory bound with parentheses (called without arguments).
       from dreamkit import gin_access
-      if debug or gin_access.error_facts(e).kind not in (
+      if show_traceback or gin_access.error_facts(e).kind not in (
           'required', 'called_without_arguments'):
         raise
       from dreamkit import config
@@ -180,24 +195,29 @@ _TASK = click.option(
 _STEPS = click.option(
     '--steps', default=None, type=float, metavar='N', callback=_check_steps,
     help='Agent-step budget.')
+_SEED = click.option(
+    '--seed', default=None, type=int, metavar='N',
+    help='Seeds TF, NumPy and the envs (Pipeline.seed); part of the default logdir name.')
 
 
-def _run_bindings(bindings, task, steps):
+def _run_bindings(bindings, task, steps, seed=None):
   """Command-line shortcuts become ordinary bindings, applied last."""
   bindings = list(bindings)
   if task is not None:
     bindings.append(f'Pipeline.task = {task!r}')
   if steps is not None:
     bindings.append(f'Pipeline.steps = {steps}')
+  if seed is not None:
+    bindings.append(f'Pipeline.seed = {seed}')
   return bindings
 
 
-def _load(pipelines, bindings, plugins, task, steps):
+def _load(pipelines, bindings, plugins, task, steps, seed=None):
   """config.load for `run` and `config`, with TensorFlow imported quietly first."""
   from dreamkit import config
   config.check_files(pipelines)  # A missing file should not wait for TensorFlow.
   _import_tensorflow_quietly()
-  loaded = config.load(pipelines, _run_bindings(bindings, task, steps), plugins)
+  loaded = config.load(pipelines, _run_bindings(bindings, task, steps, seed), plugins)
   if task is not None:  # After the plugins, whose envs add prefixes.
     from dreamkit import envs
     envs.parse_task(task, source='--task')
@@ -207,7 +227,7 @@ def _load(pipelines, bindings, plugins, task, steps):
 @click.group(cls=_Group, context_settings={'help_option_names': ['-h', '--help']})
 @click.version_option(dreamkit.__version__, prog_name='dreamkit')
 @_VERBOSE
-@_DEBUG
+@_TRACEBACK
 def cli():
   """dreamkit: DreamerV2-family world-model RL assembled from gin components."""
 
@@ -218,15 +238,16 @@ def cli():
 @_PLUGINS
 @_TASK
 @_STEPS
+@_SEED
 @click.option('--logdir', default=None, type=click.Path(file_okay=False),
               help='Where the run writes; an existing logdir resumes. '
-                   'Default: ./logdir/<task>-<time>.')
+                   'Default: ./logdir/<task>-seed<seed>-<time>.')
 @_VERBOSE
-@_DEBUG
+@_TRACEBACK
 @_handle_errors
-def run(pipelines, bindings, plugins, task, steps, logdir):
+def run(pipelines, bindings, plugins, task, steps, seed, logdir):
   """Train: parse PIPELINES (later files override earlier ones) and run."""
-  loaded = _load(pipelines, bindings, plugins, task, steps)
+  loaded = _load(pipelines, bindings, plugins, task, steps, seed)
   from dreamkit.runner import pipeline
   # Passed only when given, so a `Pipeline.logdir` binding can set it too.
   where = {'logdir': logdir} if logdir else {}
@@ -239,53 +260,112 @@ def run(pipelines, bindings, plugins, task, steps, logdir):
 @_PLUGINS
 @_TASK
 @_STEPS
+@_SEED
+@click.option('--all', 'show_all', is_flag=True,
+              help='Every parameter of every component the run builds, bound or '
+                   'default, each with where its value comes from (file:line, -b, '
+                   'default).')
 @_VERBOSE
-@_DEBUG
+@_TRACEBACK
 @_handle_errors
-def config_command(pipelines, bindings, plugins, task, steps):
-  """Print the resolved configuration of PIPELINES without running."""
+def config_command(pipelines, bindings, plugins, task, steps, seed, show_all):
+  """Print the resolved configuration of PIPELINES without running.
+
+  Without --all: the bindings, as gin text (what the run saves as config.gin).
+  """
   from dreamkit import config
-  _load(pipelines, bindings, plugins, task, steps)
+  loaded = _load(pipelines, bindings, plugins, task, steps, seed)
+  if show_all:
+    from dreamkit import settings
+    click.echo(settings.text(loaded.files, loaded.bindings), nl=False)
+    return
   click.echo(config.resolved_str())
 
 
 @cli.command()
-@click.argument('kind', required=False)
+@click.argument('name', required=False)
 @_PLUGINS
 @click.option('--markdown', is_flag=True,
               help='Print the reference page docs/components.md is generated from '
                    '(built-in components only).')
 @_VERBOSE
-@_DEBUG
+@_TRACEBACK
 @_handle_errors
-def components(kind, plugins, markdown):
-  """List registered components of KIND (all kinds by default)."""
+def components(name, plugins, markdown):
+  """List the components and their parameters (defaults); NAME narrows it.
+
+  NAME is a kind (core, encoders, heads, ...) or one component (Pipeline, WorldModel,
+  encoders.DreamerEncoder), shown in full. `core` holds the Pipeline root and the
+  classes it assembles (WorldModel, ActorCritic, Agent), which gin names bare.
+  """
   _import_tensorflow_quietly()
   from dreamkit import plugins as plugins_lib
   from dreamkit import registry
   plugins_lib.load(plugins)
   plugins_lib.load_entry_points()
-  registries = registry.load_builtins()
-  kinds = [kind] if kind else list(registries)
+  kinds = [registry.CORE, *registry.load_builtins()]
   if markdown:
-    click.echo(registry.markdown(kinds), nl=False)
+    click.echo(registry.markdown([name] if name else None), nl=False)
     return
-  for name in kinds:
-    reg = registry.get_registry(name)
-    click.echo(f'{name}:')
-    for entry in reg.entries():
-      click.echo(f'  {entry.gin_name:<28} {entry.description}')
-      params = ', '.join(_format_parameter(p, d) for p, d in entry.parameters)
-      if params:
-        click.echo(f'      ({params})')
-    if not reg.entries():
-      click.echo('  (none)')
+  if name is None or name in kinds:
+    for kind in [name] if name else kinds:
+      _list_kind(kind)
+    return
+  _show_component(_find_component(name, kinds))
 
 
-def _format_parameter(name, default):
-  if default is inspect.Parameter.empty:
-    return name
-  return f'{name}={default!r}'
+def _kind_entries(kind):
+  from dreamkit import registry
+  if kind == registry.CORE:
+    return registry.core_entries()
+  return registry.get_registry(kind).entries()
+
+
+def _list_kind(kind):
+  from dreamkit import registry
+  click.echo(f'{kind}:')
+  entries = _kind_entries(kind)
+  for entry in entries:
+    click.echo(f'  {entry.gin_name:<28} {entry.description}')
+    params = ', '.join(registry.format_parameter(*p) for p in entry.parameters)
+    if params:
+      click.echo(f'      ({params})')
+  if not entries:
+    click.echo('  (none)')
+
+
+def _find_component(name, kinds):
+  """The entry NAME names (`encoders.DreamerEncoder`, or unique `DreamerEncoder`)."""
+  import difflib
+  from dreamkit.errors import ConfigError
+  entries = [entry for kind in kinds for entry in _kind_entries(kind)]
+  found = [entry for entry in entries if name in (entry.gin_name, entry.name)]
+  if len(found) == 1:
+    return found[0]
+  if found:
+    raise ConfigError(
+        f"'{name}' names {len(found)} components: "
+        f"{', '.join(entry.gin_name for entry in found)}. Pass one of those names.")
+  close = difflib.get_close_matches(
+      name, kinds + [entry.gin_name for entry in entries], n=3, cutoff=0.6)
+  hint = f" Did you mean: {', '.join(close)}?" if close else ''
+  raise ConfigError(
+      f"Unknown kind or component '{name}'.{hint} Kinds: {', '.join(kinds)}; "
+      '`dreamkit components` lists every component.')
+
+
+def _show_component(entry):
+  """One component in full: its docstring, then each parameter and its default."""
+  from dreamkit import registry
+  cls = entry.cls
+  click.echo(f'{entry.gin_name}  ({entry.kind}; {cls.__module__}.{cls.__qualname__})')
+  click.echo()
+  click.echo(inspect.getdoc(cls) or '(no description)')
+  click.echo()
+  click.echo(f'Parameters (bind as {entry.gin_name}.<parameter> = value; a bare name '
+             'has no default: a pipeline binds it, or its owner passes it):')
+  for parameter in entry.parameters:
+    click.echo(f'  {registry.format_parameter(*parameter)}')
 
 
 @cli.command()
@@ -308,7 +388,7 @@ def _format_parameter(name, default):
 @click.option('-o', '--output', default='curves.png', show_default=True,
               type=click.Path(dir_okay=False), help='The PNG to write.')
 @_VERBOSE
-@_DEBUG
+@_TRACEBACK
 @_handle_errors
 def plot(logdirs, keys, x_key, smooth, compare, reference_task, title, output):
   """Plot each --key from every LOGDIR's metrics.jsonl into a PNG, one panel per key.
