@@ -1,7 +1,7 @@
 """Errors a user can fix.
 
 A `UserError` reaches the command line as one message and exit code 2, with no
-traceback (`--debug` shows it). Raise it for anything the user typed, configured or
+traceback (`--traceback` shows it). Raise it for anything the user typed, configured or
 installed wrongly; let programming errors propagate as ordinary exceptions.
 """
 
