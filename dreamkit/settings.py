@@ -195,7 +195,7 @@ def _places(files, bindings):
   for file in files:
     statements += _file_statements(Path(file), set())
   for binding in bindings:
-    statements += [(statement, f"-b '{binding}'")
+    statements += [(statement, f'-b {binding!r}')
                    for statement in gin_access.statements(binding)]
   selectors = [selector for _, selector, _ in gin_access.bound()]
   places = {}

@@ -343,14 +343,16 @@ def test_config_all_shows_every_parameter_and_where_it_came_from(tmp_path, pipel
   override = tmp_path / 'more.gin'
   override.write_text('# more\nPipeline.steps = 20\nMLP_UNITS = 8\n')
   result = invoke('config', '--all', str(pipeline), str(override),
-                  '-b', 'critic/heads.MLPHead.units = 7', '--seed', '3')
+                  '-b', 'critic/heads.MLPHead.units = 7', '--seed', '3',
+                  '--task', 'fake:continuous')
   assert result.exit_code == 0, result.output
   rows = _sourced(result.output)
+  # A binding with quotes is shown quoted as a shell would take it.
+  assert rows["Pipeline.task = 'fake:continuous'"] == '''-b "Pipeline.task = 'fake:continuous'"'''
   defaults = str(DEFAULTS.relative_to(Path.cwd())) if DEFAULTS.is_relative_to(
       Path.cwd()) else str(DEFAULTS)
   # Bound in a file (the later file wins), on the command line, or a default.
   assert rows['Pipeline.steps = 20'] == f'{override}:2'
-  assert rows["Pipeline.task = 'fake:discrete'"] == f'{pipeline}:2'
   assert rows['Pipeline.seed = 3'] == "-b 'Pipeline.seed = 3'"
   assert rows['Pipeline.batch_size = 16'] == 'default'
   assert rows['Pipeline.world_model = @WorldModel'].startswith(f'{defaults}:')
