@@ -10,7 +10,8 @@ import gin
 import numpy as np
 import pytest
 
-from dreamkit.envs.parallel import ParallelEnvs, WorkerError
+from dreamkit.envs.batched import EnvFailed
+from dreamkit.envs.parallel import ParallelEnvs, Worker, WorkerError
 from dreamkit.errors import UserError
 
 
@@ -80,20 +81,35 @@ def test_user_error_in_a_worker_reaches_the_parent():
 
 
 def test_dead_worker_is_an_error_not_a_hang():
-  envs = ParallelEnvs('fake:continuous', 1)
+  # With no restarts allowed, a death is the run's error (tests/test_env_faults.py
+  # covers restarts).
+  envs = ParallelEnvs('fake:continuous', 1, max_restarts=0)
   envs.reset_all()
   os.kill(envs.workers[0].pid, signal.SIGKILL)
-  with pytest.raises(WorkerError, match='died'):
+  with pytest.raises(EnvFailed, match='worker 0.*died.*signal 9'):
     envs.step(np.zeros((1, 2)))
   envs.close()
 
 
+def test_a_dead_worker_is_an_error_for_its_caller():
+  worker = Worker('dreamkit.envs.parallel.build_env',
+                  dict(task='fake:discrete', gin_config='', plugins=(), overrides={}),
+                  'a worker')
+  worker.call('reset')
+  os.kill(worker.pid, signal.SIGKILL)
+  with pytest.raises(WorkerError, match='died with exit code -9'):
+    worker.call('step', 0)
+
+
 def test_an_error_in_one_copy_leaves_the_others_usable(cartpoles):
   cartpoles.reset_all()
-  with pytest.raises(WorkerError, match='worker 1.*ValueError.*Discrete'):
-    cartpoles.step([np.zeros(2), np.zeros(5)])  # Copy 1 gets a malformed action.
+  before = cartpoles.restarts
+  steps = cartpoles.step([np.zeros(2), np.zeros(5)])  # Copy 1 gets a malformed action.
+  # Copy 1 raised (ValueError), so it was restarted: a fresh episode's first step.
+  assert [obs['is_first'] for obs in steps] == [False, True]
+  assert cartpoles.restarts == before + 1
   steps = cartpoles.step(np.eye(2, dtype=np.float32))
-  assert len(steps) == 2
+  assert len(steps) == 2 and not any(obs['is_first'] for obs in steps)
 
 
 def test_a_script_that_never_closes_its_envs_still_exits(tmp_path):

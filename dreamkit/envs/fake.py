@@ -4,7 +4,16 @@ Every step shows a random target (as a bright band in `image` and in `vector`); 
 reward is high when the action matches the target of the observation it answers, so
 an agent can learn something. Episodes end at random with `is_terminal` or are cut at
 `length` steps with `is_last` only, so both ends of an episode occur.
+
+`Faulty` is a Fake that fails on purpose (raises, hangs, exits or segfaults), for the
+tests of env restarts. It is not registered; a test registers it in a plugin to run
+it in `ParallelEnvs` workers.
 """
+
+import os
+import pathlib
+import signal
+import time
 
 import numpy as np
 from gymnasium import spaces
@@ -114,3 +123,66 @@ class Fake(Env):
         image[:, band, :] = np.uint8(round(255 * float(brightness)))
       obs['image'] = image
     return obs
+
+
+FAULTS = ('raise', 'hang', 'exit', 'segfault')
+
+
+class Faulty(Fake):
+  """A Fake whose `step` fails at its `at`-th step since it was built.
+
+  Args:
+    task: as Fake's ('discrete' or 'continuous').
+    fault: 'raise' (a RuntimeError), 'hang' (sleeps for good), 'exit' (the process
+      exits with code 3) or 'segfault' (the process kills itself with SIGSEGV).
+    at: the step (counted from 1 since the env was built) that fails.
+    times: how many faults in all, counted across processes and restarts with files
+      `<marker>.0`, `<marker>.1`, ...; with no marker, every copy built fails at its
+      `at`-th step.
+    marker: a path prefix for those files.
+    length, terminal_prob, seed: as Fake's.
+  """
+
+  prefix = 'faulty'
+
+  def __init__(self, task, fault='raise', at=3, times=1, marker=None, length=20,
+               terminal_prob=0.0, seed=None):
+    if fault not in FAULTS:
+      raise UserError(f"Faulty env: fault must be one of {', '.join(FAULTS)}; got "
+                      f'{fault!r}.')
+    super().__init__(task, length=length, terminal_prob=terminal_prob, seed=seed)
+    self._fault = fault
+    self._at = int(at)
+    self._times = int(times)
+    self._marker = pathlib.Path(marker) if marker else None
+    self._steps = 0
+
+  def step(self, action):
+    self._steps += 1
+    if self._steps == self._at and self._due():
+      self._fail()
+    return super().step(action)
+
+  def _due(self):
+    """Whether this step fails: claims one of the `times` faults, atomically (copies
+    in several processes may reach their `at`-th step at once)."""
+    if self._marker is None:
+      return True
+    for number in range(self._times):
+      try:
+        os.close(os.open(f'{self._marker}.{number}', os.O_CREAT | os.O_EXCL))
+        return True
+      except FileExistsError:
+        continue
+    return False
+
+  def _fail(self):
+    if self._fault == 'raise':
+      raise RuntimeError(f'Faulty env: injected failure at step {self._steps}.')
+    if self._fault == 'hang':
+      while True:
+        time.sleep(60)
+    if self._fault == 'exit':
+      os._exit(3)  # pylint: disable=protected-access
+    os.kill(os.getpid(), signal.SIGSEGV)
+    time.sleep(60)  # The signal arrives; never reached.

@@ -22,7 +22,7 @@ import traceback
 import gin
 
 from dreamkit import errors
-from dreamkit.envs.batched import BatchedEnvs
+from dreamkit.envs.batched import DEFAULT_MAX_RESTARTS, BatchedEnvs, copy_seed
 from dreamkit.errors import UserError
 
 _CONTEXT = multiprocessing.get_context('spawn')
@@ -93,16 +93,19 @@ class Worker:
       'dreamkit.envs.parallel.build_env'. Its keyword arguments must be picklable.
     kwargs: keyword arguments for `builder`.
     name: how errors refer to this worker.
-    timeout: seconds to wait for any one answer (building included).
+    timeout: seconds to wait for any one answer.
+    start_timeout: seconds to wait for the env to be built; None: `timeout`.
     daemon: a daemon worker cannot start processes of its own (DM Control's renderer
       does); daemon workers are killed when the parent exits.
     wait: wait for the env to be built; with False, the first `receive()` does
       (so several workers can build at once).
   """
 
-  def __init__(self, builder, kwargs, name, timeout=300.0, daemon=False, wait=True):
+  def __init__(self, builder, kwargs, name, timeout=300.0, daemon=False, wait=True,
+               start_timeout=None):
     self.name = name
     self.timeout = timeout
+    self.start_timeout = timeout if start_timeout is None else start_timeout
     self._conn, child = _CONTEXT.Pipe()
     self._process = _CONTEXT.Process(
         target=_serve, args=(child, builder, kwargs), name=name, daemon=daemon)
@@ -115,6 +118,7 @@ class Worker:
     self._finalizer = multiprocessing.util.Finalize(
         self, _shutdown, args=(self._conn, self._process), exitpriority=10)
     self._pending = True  # The build's answer.
+    self._built = False
     if wait:
       self.receive()  # Raises here if the env could not be built.
 
@@ -130,21 +134,26 @@ class Worker:
     self._pending = True
 
   def receive(self):
-    deadline = time.monotonic() + self.timeout
-    while not self._conn.poll(_POLL_SECONDS):
+    if not self._finalizer.still_active():
+      raise WorkerError(f'{self.name} is closed.')
+    timeout = self.timeout if self._built else self.start_timeout
+    deadline = time.monotonic() + timeout
+    while not self._conn.poll(min(_POLL_SECONDS, timeout)):
       if not self._process.is_alive() and not self._conn.poll(0):
         raise self._died()
       if time.monotonic() > deadline:
-        self.close()
+        self.kill()  # It does not answer, so it would not read a request to close.
+        hint = (' A worker that hangs at start is often one created with fork after '
+                'TensorFlow started, or a renderer waiting for a display.'
+                if not self._built else '')
         raise WorkerError(
-            f'{self.name} gave no answer within {self.timeout:.0f} s and was stopped. '
-            'A worker that hangs at start is often one created with fork after '
-            'TensorFlow started, or a renderer waiting for a display.')
+            f'{self.name} gave no answer within {timeout:g} s and was killed.{hint}')
     try:
       status, payload = self._conn.recv()
     except (EOFError, OSError):
       raise self._died() from None
     self._pending = False
+    self._built = True
     if status == 'ok':
       return payload
     error_type, message, trace = payload
@@ -164,16 +173,27 @@ class Worker:
   def close(self):
     self._finalizer()
 
+  def kill(self):
+    """Stops the process at once (SIGKILL), for a worker that hangs or has failed."""
+    if not self._finalizer.still_active():
+      return
+    self._finalizer.cancel()
+    if self._process.is_alive():
+      self._process.kill()
+    self._process.join(5)
+    self._conn.close()
+
   def _died(self):
     self._process.join(1)
     code = self._process.exitcode
     signal = f' (signal {-code})' if code is not None and code < 0 else ''
     self._finalizer.cancel()
     self._conn.close()
+    hint = (' A segfault in an env that renders with MuJoCo usually means TensorFlow '
+            'was imported in that process.' if code == -11 else '')
     return WorkerError(
-        f'{self.name} (pid {self._process.pid}) died with exit code {code}{signal}. '
-        'A segfault (signal 11) in an env that renders with MuJoCo usually means '
-        'TensorFlow was imported in that process.')
+        f'{self.name} (pid {self._process.pid}) died with exit code {code}{signal}.'
+        + hint)
 
 
 def build_env(task, gin_config, plugins, overrides):
@@ -213,30 +233,41 @@ class ParallelEnvs(BatchedEnvs):
     gin_config: gin text to parse in every worker; None takes the parent's current
       bindings (`gin.config_str()`).
     plugins: plugin file paths to load in every worker before parsing.
-    seed: copy i gets `seed=seed + i` (the env class must take `seed`); None leaves
-      seeding to each env (random per process).
-    timeout: seconds to wait for any one answer of a worker.
+    seed: copy i gets `seed=seed + i` (the env class must take `seed`), a restarted
+      copy a fresh seed (`copy_seed`); None leaves seeding to each env.
+    timeout: seconds a worker may take to answer one `reset` or `step`; one that
+      takes longer is killed and restarted.
+    start_timeout: seconds a worker may take to start and build its env.
+    max_restarts: restarts of one copy in a row (no finished episode in between)
+      before its next failure raises `EnvFailed`.
 
-  Results are lists of step dicts, one per copy, in copy order.
+  Results are lists of step dicts, one per copy, in copy order. A worker that dies,
+  raises (other than a `UserError`, which is raised here) or passes `timeout` is
+  killed and started again; its answer is then its fresh episode's first step.
   """
 
-  def __init__(self, task, num, gin_config=None, plugins=(), seed=None, timeout=300.0):
+  def __init__(self, task, num, gin_config=None, plugins=(), seed=None, timeout=60.0,
+               start_timeout=300.0, max_restarts=DEFAULT_MAX_RESTARTS):
     if int(num) < 1:
       raise UserError(f'ParallelEnvs needs at least one copy; got num={num}.')
+    for name, value in (('timeout', timeout), ('start_timeout', start_timeout)):
+      if not isinstance(value, (int, float)) or not value > 0:
+        raise UserError(f'ParallelEnvs.{name} must be a number of seconds > 0; '
+                        f'got {value!r}.')
     if gin_config is None:
       gin_config = gin.config_str()
     self.task = task
     self.num = int(num)
+    self.timeout = float(timeout)
+    self.start_timeout = float(start_timeout)
+    self._setup_restarts(max_restarts)
+    self._seed = seed
+    self._kwargs = dict(task=task, gin_config=gin_config, plugins=tuple(plugins))
     self.workers = []
     try:
       # Start every worker before waiting for any, so they build concurrently.
-      for index in range(int(num)):
-        overrides = {} if seed is None else {'seed': int(seed) + index}
-        kwargs = dict(task=task, gin_config=gin_config, plugins=tuple(plugins),
-                      overrides=overrides)
-        self.workers.append(Worker(
-            'dreamkit.envs.parallel.build_env', kwargs, f'env worker {index} ({task})',
-            timeout=timeout, wait=False))
+      for index in range(self.num):
+        self.workers.append(self._start(index))
       _gather(self.workers)
       self.obs_space = self.workers[0].call('obs_space')
       self.act_space = self.workers[0].call('act_space')
@@ -245,24 +276,77 @@ class ParallelEnvs(BatchedEnvs):
       self.close()
       raise
 
+  def _start(self, index):
+    seed = copy_seed(self._seed, index, self._copy_restarts[index])
+    kwargs = dict(self._kwargs, overrides={} if seed is None else {'seed': seed})
+    return Worker('dreamkit.envs.parallel.build_env', kwargs, self._name(index),
+                  timeout=self.timeout, start_timeout=self.start_timeout, wait=False)
+
+  def _name(self, index):
+    return f'env worker {index} ({self.task})'
+
   def reset_all(self):
     """Resets every copy; returns their first step dicts."""
     return self.reset(range(self.num))
 
   def reset(self, indices):
     """Resets the copies in `indices` concurrently; returns their step dicts in order."""
-    workers = [self.workers[index] for index in indices]
-    for worker in workers:
-      worker.send('reset')
-    return _gather(workers)
+    indices = list(indices)
+    return self._call(indices, 'reset', [()] * len(indices))
 
   def step(self, actions):
     """Steps every copy with its action (actions[i] for copy i) concurrently."""
     if len(actions) != self.num:
       raise ValueError(f'Got {len(actions)} actions for {self.num} envs.')
-    for worker, action in zip(self.workers, actions):
-      worker.send('step', action)
-    return _gather(self.workers)
+    return self._call(list(range(self.num)), 'step', [(action,) for action in actions])
+
+  def _call(self, indices, method, args):
+    """Sends `method(*args[i])` to each copy, then gathers; restarts the copies that
+    failed (their answer: a fresh first step). A UserError is raised once all have
+    answered, as is EnvFailed."""
+    failures = {}
+    for index, arguments in zip(indices, args):
+      try:
+        self.workers[index].send(method, *arguments)
+      except WorkerError as error:  # Died since its last answer.
+        failures[index] = error
+    results, user_error = [], None
+    for index in indices:
+      if index in failures:
+        results.append(None)
+        continue
+      try:
+        results.append(self.workers[index].receive())
+      except UserError as error:
+        results.append(None)
+        user_error = user_error or error
+      except WorkerError as error:
+        results.append(None)
+        failures[index] = error
+    if user_error is not None:
+      raise user_error
+    for position, index in enumerate(indices):
+      if index in failures:
+        results[position] = self._restart(index, failures[index])
+    self._answered(indices, results)
+    return results
+
+  def _restart(self, index, error):
+    """Kills copy `index`, starts it again and resets it; returns the first step."""
+    what = self._name(index)
+    reason = str(error)
+    while True:
+      self._failed(index, what, reason)  # Raises EnvFailed when one too many.
+      self.workers[index].kill()
+      try:
+        self.workers[index] = self._start(index)
+        self.workers[index].receive()  # Built.
+        obs = self.workers[index].call('reset')
+      except (WorkerError, UserError) as restart_error:
+        reason = f'while restarting: {restart_error}'
+        continue
+      self._restarted(index, what, reason)
+      return obs
 
   def close(self):
     for worker in self.workers:
@@ -284,3 +368,7 @@ def _gather(workers):
   if error is not None:
     raise error
   return results
+
+
+# Settings in gin: `envs.ParallelEnvs.timeout = 30`, `envs.ParallelEnvs.max_restarts = 3`.
+gin.register(ParallelEnvs, module='dreamkit.envs')

@@ -22,6 +22,12 @@ class Driver:
   to `on_step` holds the observation and the `action` that led to it (zeros on
   `is_first`), which is what the replay stores. An env whose episode ended is reset
   before the next policy call, so every step passed to the policy is live.
+
+  A copy that failed and was restarted by the envs (docs/envs.md) answers `step` with
+  the first step dict (`is_first`) of a fresh episode. Its unfinished episode is
+  dropped: `on_episode` never sees it, and the `is_first` step passed to `on_step`
+  (before any other step of that call) tells the replay to forget its steps. It does
+  not count as a step.
   """
 
   def __init__(self, envs):
@@ -56,7 +62,13 @@ class Driver:
       batch = {key: np.stack([obs[key] for obs in self._obs]) for key in self._obs[0]}
       outputs, self._state = policy(batch, self._state)
       actions = np.asarray(outputs['action'], np.float32)
-      for index, obs in enumerate(self._envs.step(actions)):
+      results = self._envs.step(actions)
+      restarted = [index for index, obs in enumerate(results) if obs['is_first']]
+      for index in restarted:  # First, so no subscriber sees the dropped steps again.
+        self._start(index, results[index])
+      for index, obs in enumerate(results):
+        if index in restarted:
+          continue
         obs = dict(obs)
         obs['action'] = actions[index]
         self._record(index, obs)
