@@ -1,19 +1,27 @@
 """Envs that crash or hang: the copy is restarted, its unfinished episode dropped, and
 too many failures in a row stop with one line (docs/envs.md, "When an env fails")."""
 
+import multiprocessing
 import os
 import signal
 import time
+from pathlib import Path
 
+import gin
 import numpy as np
 import pytest
 
+from dreamkit import config
 from dreamkit.envs.batched import EnvFailed, SerialEnvs, copy_seed
 from dreamkit.envs.fake import Faulty
 from dreamkit.envs.parallel import ParallelEnvs
 from dreamkit.errors import UserError
+from dreamkit.outputs import Output
 from dreamkit.replay.memory import MemoryReplay
 from dreamkit.runner.driver import Driver
+from dreamkit.runner.pipeline import Pipeline
+
+REPO = Path(__file__).resolve().parents[1]
 
 LENGTH = 6  # Fake episodes of exactly LENGTH steps (+ the first), no terminations.
 FAKE = f'envs.Fake.length = {LENGTH}\nenvs.Fake.terminal_prob = 0.0\n'
@@ -249,3 +257,59 @@ def test_settings_are_checked():
     SerialEnvs.from_task('fake:discrete', 1, max_restarts=-1)
   with pytest.raises(UserError, match='timeout'):
     ParallelEnvs('fake:discrete', 1, timeout=0)
+
+
+class KillsATrainWorker(Output):
+  """Records rows; at the first training row, SIGKILLs the oldest env worker (the
+  first training copy: the training envs start before the evaluation envs)."""
+
+  def __init__(self, logdir):
+    del logdir
+    self.rows, self.killed = [], None
+
+  def write(self, step, metrics):
+    self.rows.append(dict(metrics, step=step))
+    if self.killed is None and 'model_loss' in metrics:
+      worker = min(multiprocessing.active_children(), key=lambda process: process.pid)
+      self.killed = worker.pid
+      os.kill(worker.pid, signal.SIGKILL)
+
+  def progress(self, step, counters):
+    del step, counters
+
+
+def parallel_run(logdir, *bindings):
+  """A parallel run of the fake env at debug sizes (as tests/test_runner.py's)."""
+  gin.clear_config()
+  fake = logdir.parent / 'fake.gin'
+  fake.write_text(
+      f"include '{REPO / 'pipelines' / 'dreamerv2_defaults.gin'}'\n"
+      "Pipeline.task = 'fake:discrete'\nMLP_KEYS = 'vector'\nCNN_KEYS = '$^'\n"
+      'envs.Fake.image = False\n')
+  config.load([fake, REPO / 'pipelines' / 'debug.gin'], [
+      'Pipeline.prefill = 40', 'Pipeline.steps = 100', 'Pipeline.train_every = 10',
+      'Pipeline.eval_every = 50', 'Pipeline.log_every = 10', 'Pipeline.video_every = 0',
+      'Pipeline.checkpoint_every = 1000', 'Pipeline.parallel = True', *bindings])
+  recorder = KillsATrainWorker(logdir)
+  return gin.get_configurable(Pipeline)(
+      logdir=logdir, outputs=[lambda _: recorder]), recorder
+
+
+@pytest.mark.slow
+def test_a_run_whose_env_worker_is_killed_finishes_and_counts_the_restart(tmp_path):
+  run, recorder = parallel_run(tmp_path / 'run')
+  run.run()
+  assert recorder.killed is not None
+  restarts = [row for row in recorder.rows if 'env_restarts' in row]
+  assert [row['env_restarts'] for row in restarts] == [1]
+  assert max(row['step'] for row in recorder.rows) == 100
+
+
+@pytest.mark.slow
+def test_a_run_stops_with_one_line_and_a_checkpoint_when_restarts_run_out(tmp_path):
+  run, recorder = parallel_run(tmp_path / 'run', 'envs.ParallelEnvs.max_restarts = 0')
+  with pytest.raises(EnvFailed) as error:
+    run.run()
+  assert recorder.killed is not None and '\n' not in str(error.value)
+  assert 'max_restarts = 0' in str(error.value)
+  assert (tmp_path / 'run' / 'checkpoints' / 'checkpoint').exists()

@@ -123,6 +123,16 @@ def _train(s, stack, saved):
   driver = Driver(train_envs)
   driver.on_step(replay.add_step)
 
+  def count_restart(index, reason):  # A failed env copy was restarted (docs/envs.md).
+    del index, reason
+    step = int(counters.step)
+    rows.emit(step, {'env_restarts': sum(envs.restarts for envs in (train_envs, eval_envs)
+                                         if envs is not None), 'frames': rows.frames(step)})
+
+  for envs in (train_envs, eval_envs):
+    if envs is not None:
+      envs.on_restart(count_restart)
+
   def count_step(transition, worker):
     del worker
     if not transition['is_first']:
@@ -226,10 +236,11 @@ def _train(s, stack, saved):
 
 
 def _make_envs(s, num, seed):
+  # Through gin: `envs.ParallelEnvs.timeout`, `.max_restarts` (docs/envs.md) apply.
   if s.parallel:
-    return envs_lib.ParallelEnvs(
+    return gin.get_configurable(envs_lib.ParallelEnvs)(
         s.task, num, gin_config=gin.config_str(), plugins=s.loaded.plugins, seed=seed)
-  return envs_lib.SerialEnvs([envs_lib.make(s.task, seed=seed + i) for i in range(num)])
+  return gin.get_configurable(envs_lib.SerialEnvs).from_task(s.task, num, seed=seed)
 
 
 def _evaluate(agent, envs, episodes, rows):
