@@ -5,6 +5,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from dreamkit import optim
 from dreamkit import registry
 from dreamkit.behavior import exploration
 from dreamkit.behavior.actor_critic import ActorCritic
@@ -77,6 +78,27 @@ class Agent(keras.layers.Layer):
     """The named variables a checkpoint holds (runner/checkpoint.py)."""
     return {'world_model': self.world_model, 'actor_critic': self.actor_critic,
             'explorer': self.explorer.state()}
+
+  def optimizers(self):
+    """Every `optim.Optimizer` in the agent's state (the world model's, the actor's,
+    the critic's, an explorer's own), in the order `state()` lists them."""
+    found = []
+
+    def visit(value):
+      if isinstance(value, optim.Optimizer):
+        if all(value is not other for other in found):
+          found.append(value)
+      elif isinstance(value, dict):
+        for item in value.values():
+          visit(item)
+      elif isinstance(value, (list, tuple)):
+        for item in value:
+          visit(item)
+      elif hasattr(value, 'state') and callable(value.state):
+        visit(value.state())
+
+    visit(self.state())
+    return found
 
   def initial_state(self, count):
     """The policy state for `count` environments: zero latent and zero action."""

@@ -12,3 +12,8 @@ class UserError(Exception):
 
 class ConfigError(UserError):
   """A problem in a .gin file, a binding or a plugin."""
+
+
+class StorageError(UserError):
+  """A write to the logdir failed (disk full, no permission, an I/O error): what was
+  stored before is complete, and the message says what could not be written."""

@@ -5,6 +5,11 @@ import numpy as np
 import tensorflow as tf
 
 
+# Under float16 the loss scale halves at each overflow; at 1 the loss is not scaled,
+# so a step that still overflows is not the scale's doing.
+LOSS_SCALE_FLOOR = 1.0
+
+
 class Optimizer(tf.Module):
   """Adam with global-norm clipping, loss scaling, skipped bad steps and weight decay.
 
@@ -17,7 +22,14 @@ class Optimizer(tf.Module):
   is `mixed_float16`, the loss is scaled by re-entering the tape (Keras 3's
   `LossScaleOptimizer.scale_loss` must be recorded by the tape). A step whose gradients
   are not all finite is never applied: no Adam update, no weight decay, the
-  `<name>_skipped` count grows by one and (under float16) the loss scale halves.
+  `<name>_skipped` count grows by one and (under float16) the loss scale halves, down
+  to `LOSS_SCALE_FLOOR`. A step counts as not finite when its loss or any gradient is.
+
+  `nonfinite` counts the skipped steps in a row that mean divergence rather than
+  overflow: in float32 every skipped step, under float16 only those skipped once the
+  loss scale is at its floor (above it, a skip is the loss scale adapting). A finite
+  step resets it. The runner stops a run when it reaches `Pipeline.max_nonfinite`;
+  it is not checkpointed (a checkpoint is only written while it is 0).
 
   Weight decay follows the reference (danijar/dreamerv2 `tfutils.Optimizer`): every
   variable is multiplied by `1 - wd` before the Adam update, independent of `lr`.
@@ -44,9 +56,15 @@ class Optimizer(tf.Module):
     self.clip = float(clip) if clip else None
     self.wd = float(wd) if wd else None
     self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name='skipped')
+    self.nonfinite = tf.Variable(0, dtype=tf.int64, trainable=False, name='nonfinite')
     # Built at the first call, when the precision policy is known.
     self._opt = None
     self._mixed = None
+
+  @property
+  def loss_name(self):
+    """The metric name of the loss this optimizer minimises, e.g. 'model_loss'."""
+    return f'{self._prefix}_loss'
 
   @property
   def optimizer(self):
@@ -116,7 +134,9 @@ class Optimizer(tf.Module):
         tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
         for g, v in zip(grads, variables)]
     norm = tf.linalg.global_norm(grads)
-    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+    finite = tf.logical_and(
+        tf.math.is_finite(loss),
+        tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads]))
     if self.clip:
       # With a non-finite norm the clipped grads are NaN; the step is skipped then.
       grads, _ = tf.clip_by_global_norm(grads, self.clip, use_norm=norm)
@@ -131,6 +151,9 @@ class Optimizer(tf.Module):
         for var in variables:
           var.assign(var * tf.cast(decay, var.dtype))
       self._opt.apply([g * scale for g in grads], variables)
+      dynamic = self._opt.dynamic_scale
+      dynamic.assign(tf.maximum(dynamic, tf.cast(LOSS_SCALE_FLOOR, dynamic.dtype)))
+      diverging = tf.logical_and(tf.logical_not(finite), scale <= LOSS_SCALE_FLOOR)
     else:
       def apply():
         if self.wd:
@@ -139,7 +162,12 @@ class Optimizer(tf.Module):
         self._opt.apply(grads, variables)
         return tf.constant(0)
       tf.cond(finite, apply, lambda: tf.constant(0))
+      diverging = tf.logical_not(finite)
     self.skipped.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
+    # A skip above the float16 floor leaves the count as it is: the scale adapts.
+    self.nonfinite.assign(tf.where(
+        finite, tf.constant(0, tf.int64),
+        self.nonfinite + tf.cast(diverging, tf.int64)))
     return {
         f'{self._prefix}_loss': loss,
         f'{self._prefix}_grad_norm': norm,

@@ -358,3 +358,36 @@ def test_store_sampling_statistics(tmp_path, prioritize_ends):
     assert last > 3 * middle  # (1 + length) / (27 + length) against 1 / (27 + length).
   else:
     assert last < 2 * middle
+
+
+def test_a_failed_write_leaves_no_file_and_says_so_on_one_line(tmp_path, monkeypatch):
+  """A full disk half-way through an episode: no torn or temporary file, the stored
+  episodes complete and sampled, and a StorageError naming the file and the reason."""
+  import errno  # pylint: disable=import-outside-toplevel
+  from dreamkit.errors import StorageError  # pylint: disable=import-outside-toplevel
+  replay = hdf5.HDF5Replay(tmp_path, minlen=1, maxlen=3, seed=0)
+  for index in range(3):
+    replay.add_episode(make_episode(index))
+  before = episode_files(tmp_path)
+  write = hdf5._write_dataset  # pylint: disable=protected-access
+  written = []
+
+  def full_after_one_key(handle, key, *args):
+    if written:
+      raise OSError(errno.ENOSPC, 'No space left on device')
+    written.append(key)
+    write(handle, key, *args)
+
+  monkeypatch.setattr(hdf5, '_write_dataset', full_after_one_key)
+  with pytest.raises(StorageError) as failed:
+    replay.add_episode(make_episode(3))
+  message = str(failed.value)
+  assert '\n' not in message and 'No space left on device' in message
+  assert 'the 3 episodes stored before it are complete' in message
+  assert sorted(path.name for path in tmp_path.iterdir()) == [p.name for p in before]
+  assert replay.stats['episodes'] == 3
+  assert replay.sample(2, 3)['reward'].shape == (2, 3)
+  monkeypatch.undo()
+  replay.close()
+  assert sorted(stored_indices(tmp_path)) == [0, 1, 2]
+  assert hdf5.HDF5Replay(tmp_path, minlen=1, maxlen=3).stats['episodes'] == 3

@@ -36,8 +36,9 @@ class Recorder(Output):
     self.progress_calls.append((step, counters))
 
 
-def pipeline(logdir, bindings=(), **kwargs):
-  """A Pipeline of the fake env at debug sizes, recording its rows."""
+def pipeline(logdir, bindings=(), outputs=(), recorder=Recorder, **kwargs):
+  """A Pipeline of the fake env at debug sizes, recording its rows (with `recorder`,
+  built with `kwargs`), and writing to `outputs` too (factories of the logdir)."""
   gin.clear_config()
   fake = logdir.parent / 'fake.gin'
   fake.write_text(
@@ -49,9 +50,9 @@ def pipeline(logdir, bindings=(), **kwargs):
       f'Pipeline.train_every = {TRAIN_EVERY}', 'Pipeline.eval_every = 20',
       'Pipeline.log_every = 20', 'Pipeline.video_every = 0',
       'Pipeline.checkpoint_every = 1000', *bindings])
-  recorder = Recorder(logdir, **kwargs)
+  recorder = recorder(logdir, **kwargs)
   return gin.get_configurable(Pipeline)(
-      logdir=logdir, outputs=[lambda _: recorder]), recorder
+      logdir=logdir, outputs=[lambda _: recorder, *outputs]), recorder
 
 
 def checkpoint_files(logdir):

@@ -8,7 +8,8 @@ is rebuilt from a directory listing plus one cheap open per file.
 
 Writes are atomic: a temporary `<name>.tmp` in the same directory is written,
 closed, fsynced and renamed with `os.replace`, so a crash leaves either the whole
-episode or a temporary file, which the next open removes.
+episode or a temporary file, which the next open removes. A write that fails (a full
+disk, no permission) removes its temporary file and raises a `StorageError`.
 
 Sampling reads only the steps it needs: a bounded LRU of open files
 (`open_files`), plus the newest `cache_steps` steps kept in RAM as they are added.
@@ -21,6 +22,7 @@ import datetime
 import logging
 import os
 import pathlib
+import re
 import threading
 import time
 import uuid
@@ -30,7 +32,7 @@ import h5py
 import numpy as np
 
 import dreamkit
-from dreamkit.errors import UserError
+from dreamkit.errors import StorageError, UserError
 from dreamkit.replay import dataset as dataset_lib
 from dreamkit.replay import registry
 from dreamkit.replay import sampling
@@ -102,8 +104,16 @@ class HDF5Replay(IndexedReplay):
 
   def _store(self, episode, length):
     name = self._new_name(length)
-    write_atomic(
-        self._directory / name, episode, self._compression, self._chunk_steps)
+    try:
+      write_atomic(
+          self._directory / name, episode, self._compression, self._chunk_steps)
+    except OSError as error:
+      # A full disk, no permission, an I/O error: nothing of this episode remains
+      # and the stored ones are complete; the run cannot go on storing.
+      raise StorageError(
+          f'Replay: could not write the episode file {self._directory / name} '
+          f'({_first_line(error)}); the {self._index.episodes} episodes stored '
+          'before it are complete.') from error
     # The cache is changed only here and in _delete (this thread); the sampler
     # thread only looks episodes up in it.
     if self._cache_steps >= length:
@@ -225,6 +235,14 @@ class HDF5Replay(IndexedReplay):
         raise sampling.EpisodeUnavailable(
             f'dropping unreadable episode file {self._directory / name}: '
             f'{error!r}') from error
+
+
+def _first_line(error):
+  """h5py's messages run over lines (the HDF5 error stack): keep the reason."""
+  text = str(error)
+  match = re.search(r"error message = '([^']+)'", text)
+  head = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+  return f'{head.split(" (")[0]}: {match.group(1)}' if match else head[:200]
 
 
 def _stamp_from_name(name):

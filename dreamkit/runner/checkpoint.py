@@ -19,20 +19,28 @@ JSON string variable.
 
 TensorFlow writes the data files first and only then swaps the `checkpoint` state
 file atomically, so a run killed while saving still points at its previous complete
-checkpoint.
+checkpoint. A save that fails (a full disk, no permission) removes what it had
+written and raises a `StorageError`; a restore whose newest checkpoint cannot be read
+(torn or damaged files) warns and falls back to the one before it.
 """
 
 import json
 import re
+import shutil
+import warnings
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from dreamkit.errors import UserError
+from dreamkit.errors import StorageError, UserError
 
 _SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
+# What reading a torn or damaged checkpoint raises: TensorFlow's own errors (a short
+# or missing file), and an IndexError ('Read less bytes than requested') from a
+# truncated data file. A mismatch of names or shapes is a UserError before that.
+_UNREADABLE = (tf.errors.OpError, IndexError, OSError)
 
 
 def named_variables(part, prefix='agent'):
@@ -121,7 +129,8 @@ class Checkpoint:
     counters: named scalar variables (the run's step, updates, episodes, wall time).
 
   A checkpoint written before a counter of `ADDED_COUNTERS` existed still restores;
-  that counter keeps its value and is listed in `missing_counters`.
+  that counter keeps its value and is listed in `missing_counters`. `restored` is the
+  path restore() restored (None before).
   """
 
   # Counters added after checkpoints were already being written, so old ones lack them.
@@ -138,6 +147,7 @@ class Checkpoint:
         if id(variable) not in counter_ids and id(_tf_variable(variable)) not in counter_ids}
     self.counters = dict(counters)
     self.missing_counters = []
+    self.restored = None
     self._checkpoint = self._make_checkpoint(self.counters)
     self._manager = tf.train.CheckpointManager(
         self._checkpoint, str(self._directory), max_to_keep=keep)
@@ -152,14 +162,68 @@ class Checkpoint:
     return self._manager.latest_checkpoint
 
   def save(self, number=None):
+    """Writes a checkpoint; returns its path.
+
+    Raises:
+      StorageError: it could not be written; what it had written is removed, so the
+        directory holds the previous checkpoints, complete.
+    """
     self._rng_state.assign(json.dumps(self._rng.bit_generator.state))
-    return self._manager.save(checkpoint_number=number)
+    self._directory.mkdir(parents=True, exist_ok=True)
+    before = set(self._directory.iterdir())
+    try:
+      return self._manager.save(checkpoint_number=number)
+    except (OSError, tf.errors.OpError) as error:
+      self._remove_unfinished(before)
+      latest = self._manager.latest_checkpoint
+      raise StorageError(
+          f'Could not write a checkpoint in {self._directory} ({_reason(error)}); '
+          + (f'the last complete one is {latest}.' if latest
+             else 'none was written before.')) from error
+
+  def _remove_unfinished(self, before):
+    """Removes what a failed save added that the state file does not list."""
+    state = tf.train.get_checkpoint_state(str(self._directory))
+    listed = {Path(path).name for path in state.all_model_checkpoint_paths} \
+        if state else set()
+    for path in set(self._directory.iterdir()) - before:
+      if path.name == 'checkpoint' or path.name.split('.')[0] in listed:
+        continue
+      if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        path.unlink(missing_ok=True)
 
   def restore(self):
-    """Restores the latest checkpoint; returns False when there is none."""
-    path = self._manager.latest_checkpoint
-    if path is None:
+    """Restores the newest readable checkpoint; returns False when there is none.
+
+    One that cannot be read (torn or damaged files) is skipped with a warning for
+    the one before it (`Pipeline.keep_checkpoints` keeps that many).
+
+    Raises:
+      UserError: a checkpoint of another configuration, or none can be read.
+    """
+    paths = list(reversed(self._manager.checkpoints))  # Newest first.
+    if not paths:
       return False
+    problems = []
+    for path in paths:
+      try:
+        self._restore(path)
+      except _UNREADABLE as error:
+        problems.append(f'{path}: {_reason(error)}')
+        warnings.warn(f'Checkpoint {path} cannot be read ({_reason(error)}); '
+                      + ('trying the one before it.' if path != paths[-1] else
+                         'it was the oldest kept.'), stacklevel=2)
+        continue
+      self.restored = path
+      return True
+    raise UserError(
+        f"No checkpoint in {self._directory} can be read ({'; '.join(problems)}). "
+        'Move the checkpoints folder away to train from fresh weights on the kept '
+        'replay, or start a fresh --logdir.')
+
+  def _restore(self, path):
     self._check_names(path)
     checkpoint = self._checkpoint
     self.missing_counters = self._check_counters(path)
@@ -177,7 +241,6 @@ class Checkpoint:
     state = self._rng_state.numpy().decode()
     if state:
       self._rng.bit_generator.state = json.loads(state)
-    return True
 
   def _check_counters(self, path):
     """The counters that `path` lacks; a UserError unless each is in ADDED_COUNTERS."""
@@ -221,6 +284,15 @@ class Checkpoint:
         f"{f' (and {len(differences) - 4} more)' if len(differences) > 4 else ''}. "
         'Resume with the config of that run (its logdir holds config.gin) or start a '
         'fresh --logdir.')
+
+
+def _reason(error):
+  """The first line of an error's message, short enough for a one-line report."""
+  text = (getattr(error, 'message', None) or str(error) or type(error).__name__)
+  text = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+  # TensorFlow prefixes the op's function node: the file and the reason come after.
+  text = re.sub(r'^\{\{function_node [^}]*\}\}\s*', '', text)
+  return text[:200]
 
 
 def _part(name):

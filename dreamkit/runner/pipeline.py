@@ -57,7 +57,11 @@ class Pipeline:
       step, then with the task actor; 0: for the whole run, as the reference does.
       With `Greedy` both are the task actor.
     checkpoint_every: agent steps between checkpoints (also saved at exit).
-    keep_checkpoints: how many of the latest checkpoints are kept.
+    keep_checkpoints: how many of the latest checkpoints are kept (a resume whose
+      latest cannot be read falls back to the one before).
+    max_nonfinite: stop the run (without saving the weights that diverged) after
+      this many updates in a row whose loss or gradients were not finite (under
+      float16: once the loss scale is at its floor); 0: never stop.
     batch_size / batch_length: training chunks [B, T].
     precision: 32, 16 (mixed float16; bfloat16 or float32 on a CPU) or 'bf16'.
     eager: run every tf.function eagerly, for line-by-line debugging.
@@ -70,7 +74,7 @@ class Pipeline:
       eval_envs=1, parallel=False, prefill=10000, pretrain=1, train_every=5,
       train_steps=1, eval_every=int(1e5), eval_eps=1, log_every=int(1e4),
       video_every=int(1e5), expl_until=0, checkpoint_every=int(1e4), keep_checkpoints=2,
-      batch_size=16, batch_length=50, precision=16, eager=False, seed=0):
+      max_nonfinite=100, batch_size=16, batch_length=50, precision=16, eager=False, seed=0):
     self.task = task
     self.logdir = Path(logdir) if logdir else _fresh_logdir(task, seed)
     self.loaded = loaded or config_lib.Loaded([], [], plugins_lib.loaded_files())
@@ -86,12 +90,16 @@ class Pipeline:
     self.expl_until = int(expl_until)
     self.checkpoint_every = int(checkpoint_every)
     self.keep_checkpoints = int(keep_checkpoints)
+    self.max_nonfinite = int(max_nonfinite)
     self.batch_size, self.batch_length = int(batch_size), int(batch_length)
     self.precision, self.eager, self.seed = precision, bool(eager), int(seed)
     for name in ('steps', 'envs', 'train_every', 'batch_size', 'batch_length',
                  'log_every', 'keep_checkpoints'):
       if getattr(self, name) < 1:
         raise ConfigError(f'Pipeline.{name} must be at least 1, got {getattr(self, name)}.')
+    if self.max_nonfinite < 0:
+      raise ConfigError(
+          f'Pipeline.max_nonfinite must be 0 (never stop) or more, got {self.max_nonfinite}.')
     if self.eval_eps and (self.eval_every < 1 or self.eval_envs < 1):
       raise ConfigError(
           f'Pipeline.eval_every ({self.eval_every}) and Pipeline.eval_envs '

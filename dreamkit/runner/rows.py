@@ -8,6 +8,7 @@
     rows.progress()                 # live counters, at most once a second
     with rows.prefilling(steps):    # progress names the step the prefill ends at
     rows.record_wall_time()         # before saving a checkpoint
+    recorded_counters(logdir / 'metrics.jsonl', replay.stats)  # what a logdir reached
 
 Counters are the run's `Counters` (agent steps, updates, episodes, wall time). Frames
 are agent steps times the env's action repeat, as the reference counts them.
@@ -15,11 +16,18 @@ are agent steps times the env's action repeat, as the reference counts them.
 across resumes: the checkpoint carries the total up to its save, and this process
 adds the seconds since it started (the time between a run's last checkpoint and its
 stop is lost, as are its rows after that checkpoint).
+
+Counters never go backwards: a run resumed from its logdir starts them from the
+largest of its checkpoint's values and `recorded_counters`, what its metrics rows
+and its stored episodes show it reached (the reference counts its steps from its
+stored episodes alone, which a capacity or `minlen` makes an undercount).
 """
 
 import collections
 import contextlib
 import dataclasses
+import json
+import math
 import time
 
 import numpy as np
@@ -45,6 +53,55 @@ class Counters:
   def as_dict(self):
     return {'step': self.step, 'updates': self.updates, 'episodes': self.episodes,
             'wall_time': self.wall_time}
+
+  def advance_to(self, reached):
+    """Raises each counter named in `reached` ({name: value}) to at least that value.
+
+    Returns the names that moved.
+    """
+    moved = []
+    for name, value in reached.items():
+      counter = getattr(self, name)
+      if value > counter.numpy():
+        counter.assign(tf.cast(value, counter.dtype))
+        moved.append(name)
+    return moved
+
+
+def recorded_counters(metrics_path, replay_stats):
+  """The counters a logdir's record shows its run reached, at least.
+
+  Args:
+    metrics_path: its `metrics.jsonl` (missing: no rows). Lines that do not parse
+      (a torn last line from a killed run) are skipped.
+    replay_stats: its replay store's `stats`, right after reopening: each stored
+      episode of T steps (`total_steps`, `total_episodes`) is T - 1 agent steps
+      after its first.
+
+  Returns:
+    {'step', 'episodes', 'updates', 'wall_time'}: the largest value of each in the
+    rows, the step and episodes at least the replay's.
+  """
+  episodes = int(replay_stats.get('total_episodes', replay_stats.get('episodes', 0)))
+  steps = int(replay_stats.get('total_steps', replay_stats.get('steps', 0)))
+  reached = {'step': max(0, steps - episodes), 'episodes': episodes, 'updates': 0,
+             'wall_time': 0.0}
+  try:
+    lines = metrics_path.read_bytes().splitlines()
+  except FileNotFoundError:
+    lines = []
+  for line in lines:
+    try:
+      row = json.loads(line)
+    except ValueError:
+      continue
+    if not isinstance(row, dict):
+      continue
+    for name, value in row.items():
+      if (name in reached and isinstance(value, (int, float))
+          and not isinstance(value, bool) and math.isfinite(value)):
+        reached[name] = max(reached[name], type(reached[name])(value))
+  return reached
 
 
 class Rows:

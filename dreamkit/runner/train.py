@@ -19,6 +19,8 @@ finished one.
 """
 
 import contextlib
+import dataclasses
+import errno
 import json
 import signal
 
@@ -34,53 +36,84 @@ from dreamkit import outputs as outputs_lib
 from dreamkit import precision as precision_lib
 from dreamkit import replay as replays_lib
 from dreamkit.behavior.exploration import RandomPolicy
+from dreamkit.errors import StorageError, UserError
 from dreamkit.outputs import video as video_lib
 from dreamkit.runner import checkpoint as checkpoint_lib
 from dreamkit.runner.driver import Driver
-from dreamkit.runner.rows import Counters, Rows
+from dreamkit.runner.rows import Counters, Rows, recorded_counters
 from dreamkit.schedules import Every
 
 EXIT_CTRL_C = 128 + signal.SIGINT     # 130
 EXIT_SIGTERM = 128 + signal.SIGTERM   # 143
 
 
+# A failed write for these reasons is the storage's fault, not the code's.
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS,
+                  errno.EIO)
+
+
 class Interrupted(Exception):
   """SIGTERM arrived: stop like Ctrl-C, saving a checkpoint first."""
+
+
+class Diverged(UserError):
+  """`Pipeline.max_nonfinite` updates in a row were not finite: the run stopped
+  without saving the weights that produced them."""
+
+
+@dataclasses.dataclass
+class _Record:
+  """What the run saved, and why it has saved nothing (while it has not)."""
+  saved: list = dataclasses.field(default_factory=list)  # (path, agent step) per save
+  unsaved: str = 'stopped before training began'
 
 
 def run(s):
   """Trains as the settings `s` say; a stop by signal saves, then exits 130 / 143.
 
   The last lines say how the run ended and what it saved where (printed after the
-  outputs closed, so below the terminal's last status line).
+  outputs closed, so below the terminal's last status line). A run that diverged
+  (`Diverged`) or could not write (`StorageError`) prints them, then raises.
   """
-  saved = []  # (checkpoint path, agent step) of each save
+  record = _Record()
   try:
     with contextlib.ExitStack() as stack:
-      _train(s, stack, saved)
+      _train(s, stack, record)
   except KeyboardInterrupt:
-    _stopped('Ctrl-C', s.logdir, saved, EXIT_CTRL_C)
+    _stopped('Ctrl-C', s.logdir, record, EXIT_CTRL_C)
   except Interrupted:
-    _stopped('SIGTERM', s.logdir, saved, EXIT_SIGTERM)
-  step = f' at step {saved[-1][1]:,}' if saved else ''
+    _stopped('SIGTERM', s.logdir, record, EXIT_SIGTERM)
+  except (Diverged, StorageError):
+    print(saved_report(s.logdir, record.saved, record.unsaved))
+    raise
+  except OSError as error:  # An output's or the record's write: the disk, not the code.
+    if error.errno not in STORAGE_ERRNOS:
+      raise
+    print(saved_report(s.logdir, record.saved, record.unsaved))
+    raise StorageError(
+        f'Could not write {error.filename or s.logdir} ({error.strerror}); the run '
+        'stopped. Free space (or fix the permissions) and run again with --logdir '
+        f'{s.logdir} to resume.') from error
+  step = f' at step {record.saved[-1][1]:,}' if record.saved else ''
   print(f'Finished{step}.')
-  print(saved_report(s.logdir, saved))
+  print(saved_report(s.logdir, record.saved, record.unsaved))
 
 
-def _stopped(how, logdir, saved, code):
+def _stopped(how, logdir, record, code):
   print(f'Stopped ({how}).')
-  print(saved_report(logdir, saved))
+  print(saved_report(logdir, record.saved, record.unsaved))
   raise SystemExit(code)
 
 
-def saved_report(logdir, saved):
-  """Lines naming what a run left in `logdir`: its last checkpoint and its metrics."""
+def saved_report(logdir, saved, unsaved='stopped before training began'):
+  """Lines naming what a run left in `logdir`: its last checkpoint (or why it wrote
+  none, `unsaved`) and its metrics."""
   if saved:
     path, step = saved[-1]
     lines = [f'Checkpoint: {path} (step {step:,}); run again with --logdir {logdir} '
              'to resume.']
   else:
-    lines = ['Checkpoint: none written (stopped before training began).']
+    lines = [f'Checkpoint: none written ({unsaved}).']
   metrics = logdir / 'metrics.jsonl'
   if metrics.exists():
     lines.append(f'Metrics: {metrics} (dreamkit plot {logdir})')
@@ -89,7 +122,7 @@ def saved_report(logdir, saved):
   return '\n'.join(lines)
 
 
-def _train(s, stack, saved):
+def _train(s, stack, record):
   # 1. The record of the run, before anything can fail half-way.
   logdir = s.logdir
   logdir.mkdir(parents=True, exist_ok=True)
@@ -99,8 +132,7 @@ def _train(s, stack, saved):
     # is restored: a refused restore must leave the run's own record in place.
     config_lib.save(logdir, 'config.gin')
   (logdir / 'plugins.json').write_text(json.dumps(s.loaded.plugins, indent=1))
-  previous = signal.signal(signal.SIGTERM, _raise_interrupted)
-  stack.callback(signal.signal, signal.SIGTERM, previous)
+  signals = _Signals(stack)  # SIGTERM and Ctrl-C; a save finishes first.
   tf.random.set_seed(s.seed)
   rng = checkpoint_lib.numpy_rng(s.seed)
   precision_lib.set_precision(s.precision)  # Before any layer is built.
@@ -147,10 +179,23 @@ def _train(s, stack, saved):
   driver.on_step(count_step)
   driver.on_episode(count_episode)
 
+  # Counters never go backwards: a logdir's rows and stored episodes show how far
+  # its run got (a SIGKILL can come before any checkpoint, or long after the last).
+  reached = recorded_counters(logdir / 'metrics.jsonl', replay.stats)
+  resumed = (checkpoints / 'checkpoint').exists()
+  if not resumed and reached['step']:
+    counters.advance_to(reached)
+    print(f"Resuming without a checkpoint: the replay and metrics reach step "
+          f"{reached['step']:,} ({int(replay.stats['episodes'])} episodes kept); the "
+          'counters continue from there and the agent trains from fresh weights on '
+          'the kept replay.')
+
   # 4. Prefill: the replay of a resumed run is already filled.
-  if not (checkpoints / 'checkpoint').exists():
+  if not resumed:
     missing = s.prefill - int(replay.stats['steps'])
     if missing > 0:
+      record.unsaved = ('stopped during the prefill, before the first update; the '
+                        'episodes collected are kept and a rerun continues from them')
       print(f'Prefilling {missing} agent steps with a random policy.')
       with rows.prefilling(missing):  # The status line shows the prefill's progress.
         driver(RandomPolicy(train_envs.act_space, seed=s.seed), steps=missing)
@@ -163,35 +208,81 @@ def _train(s, stack, saved):
       s.actor_critic, s.explorer, s.agent)
   train_state = None
 
+  optimizers = agent.optimizers()
+  checkpoint = None  # Made after the first update, which builds the variables.
+
   def update():
     nonlocal train_state
     train_state, metrics = agent.train(next(dataset), train_state)
     counters.updates.assign_add(1)
     rows.update(metrics)
+    if s.max_nonfinite:
+      for optimizer in optimizers:
+        if int(optimizer.nonfinite) >= s.max_nonfinite:
+          raise _diverged(optimizer, metrics, counters, s.max_nonfinite, record,
+                          checkpoint.restored if checkpoint else None)
 
-  update()
-  config_lib.save(logdir, 'operative_config.gin', operative=True)
-  config_lib.report_unused(logdir, parallel=s.parallel)
+  def nonfinite():
+    """The optimizers whose last update was not finite (a streak is running)."""
+    return [optimizer for optimizer in optimizers if int(optimizer.nonfinite)]
 
-  # 6. Restore, or start.
-  checkpoint = checkpoint_lib.Checkpoint(
-      checkpoints, agent, rng, keep=s.keep_checkpoints, **counters.as_dict())
-  if checkpoint.restore():  # A UserError if another config wrote it.
-    config_lib.save(logdir, 'config.gin')
-    print(f'Resumed from {checkpoint.latest} at step {int(counters.step)}.')
-    if 'wall_time' in checkpoint.missing_counters:
-      print('The checkpoint predates the saved wall_time: it counts from this resume.')
-  else:
+  def save():
+    """A checkpoint, unless the weights are those of a running non-finite streak
+    or were saved already at this step; a stop meanwhile waits for it."""
+    if nonfinite():
+      print(f'Not saving at step {int(counters.step):,}: the last update of '
+            f"{', '.join(o.loss_name for o in nonfinite())} was not finite.")
+      return
+    if record.saved and tuple(last_save) == (int(counters.step), int(counters.updates)):
+      return
+    with signals.deferred():
+      rows.flush()  # The metrics never lag behind the checkpoint.
+      rows.record_wall_time()  # The checkpoint carries the seconds trained so far.
+      record.saved.append((checkpoint.save(), int(counters.step)))
+      last_save[:] = int(counters.step), int(counters.updates)
+
+  last_save = [None, None]
+
+  def save_at_exit(kind, error, traceback):
+    del kind, traceback
+    if isinstance(error, Diverged):
+      return False  # The last good checkpoint stays the latest.
+    try:
+      save()
+    except StorageError as failure:
+      if error is None:
+        raise
+      record.unsaved = f'the save at exit failed: {failure}'
+    return False
+
+  # A stop during the first update (minutes with a large model) waits for it to
+  # finish, for a restore to bring back the checkpoint's state, and then saves.
+  record.unsaved = 'stopped before the first update finished'
+  with signals.deferred():
+    update()
+    config_lib.save(logdir, 'operative_config.gin', operative=True)
+    config_lib.report_unused(logdir, parallel=s.parallel)
+
+    # 6. Restore, or start.
+    checkpoint = checkpoint_lib.Checkpoint(
+        checkpoints, agent, rng, keep=s.keep_checkpoints, **counters.as_dict())
+    restored = checkpoint.restore()  # A UserError if another config wrote it.
+    if restored:
+      config_lib.save(logdir, 'config.gin')
+      print(f'Resumed from {checkpoint.restored} at step {int(counters.step):,}.')
+      if 'wall_time' in checkpoint.missing_counters:
+        print('The checkpoint predates the saved wall_time: it counts from this resume.')
+      before = int(counters.step)
+      if 'step' in counters.advance_to(reached):
+        print(f"The logdir's metrics and replay go on past the checkpoint, to step "
+              f"{int(counters.step):,}: the counters continue from there, the weights "
+              f'from step {before:,}.')
+
+    # 7. From here on a stop (any exception included) saves the agent first.
+    stack.push(save_at_exit)
+  if not restored:
     for _ in range(s.pretrain):
       update()
-
-  # 7. From here on a stop (any exception included) saves the agent first.
-  def save():
-    rows.flush()  # The metrics never lag behind the checkpoint.
-    rows.record_wall_time()  # The checkpoint carries the seconds trained so far.
-    saved.append((checkpoint.save(), int(counters.step)))
-
-  stack.callback(save)
   step = int(counters.step)
   should_train = Every(s.train_every, step)
   should_log = Every(s.log_every, step)
@@ -260,6 +351,54 @@ def _evaluate(agent, envs, episodes, rows):
                   [len(ep['reward']) - 1 for ep in finished], beliefs)
 
 
-def _raise_interrupted(signum, frame):
-  del signum, frame
-  raise Interrupted()
+class _Signals:
+  """SIGTERM and Ctrl-C as exceptions (Interrupted, KeyboardInterrupt), raised where
+  the main thread is, except inside `deferred()` blocks (a save, the first update):
+  those finish first and the stop is raised at their end. A second signal while one
+  waits stops at once. The previous handlers are put back when `stack` closes."""
+
+  def __init__(self, stack):
+    self._depth = 0
+    self._pending = None
+    for signum in (signal.SIGTERM, signal.SIGINT):
+      previous = signal.signal(signum, self._handle)
+      stack.callback(signal.signal, signum, previous)
+
+  def _handle(self, signum, frame):
+    del frame
+    error = Interrupted if signum == signal.SIGTERM else KeyboardInterrupt
+    if self._depth and self._pending is None:
+      self._pending = error
+      return
+    raise error()
+
+  @contextlib.contextmanager
+  def deferred(self):
+    self._depth += 1
+    try:
+      yield
+    finally:
+      self._depth -= 1
+    if not self._depth and self._pending is not None:
+      error, self._pending = self._pending, None
+      raise error()
+
+
+def _diverged(optimizer, metrics, counters, limit, record, restored):
+  """The Diverged error for `optimizer`'s streak; notes why nothing is saved."""
+  loss = optimizer.loss_name
+  value = float(np.mean(metrics[loss])) if loss in metrics else float('nan')
+  if record.saved:
+    kept = f'the last good checkpoint is {record.saved[-1][0]} (step {record.saved[-1][1]:,})'
+  elif restored:
+    kept = f'the last good checkpoint is {restored}, the one this run resumed from'
+  else:
+    kept = 'no checkpoint was written before it'
+  record.unsaved = f'the weights diverged; {kept}'
+  return Diverged(
+      f'Training diverged: {loss} (or its gradients) was not finite in '
+      f'{int(optimizer.nonfinite)} updates in a row (Pipeline.max_nonfinite = {limit}; '
+      f'the last {loss} = {value}) at step {int(counters.step):,}, update '
+      f'{int(counters.updates):,}. The run stopped without saving these weights; '
+      f'{kept}. Lower the learning rate, look for NaN in the observations and '
+      'rewards, or raise Pipeline.max_nonfinite.')
