@@ -158,8 +158,12 @@ def summarize(reports):
     if not key.startswith(('openl_', 'term_prob_ahead')):
       continue
     curves = np.stack([r[key] for r in reports])
-    with np.errstate(invalid='ignore'):  # No terminal step in any episode: NaN.
-      curve = np.nanmean(curves, 0) if np.isfinite(curves).any() else curves[0]
+    # The mean over episodes that define a value at each k; NaN where none does (no
+    # terminal step k ahead in any episode), without NumPy's empty-slice warning.
+    finite = np.isfinite(curves)
+    count = finite.sum(0)
+    curve = np.where(count > 0, np.where(finite, curves, 0).sum(0) / np.maximum(count, 1),
+                     np.nan)
     for k in (1, 5, 15):
       if k <= len(curve):
         summary[f'{key}_k{k}'] = curve[k - 1]
