@@ -251,7 +251,25 @@ def run(pipelines, bindings, plugins, task, steps, seed, logdir):
   from dreamkit.runner import pipeline
   # Passed only when given, so a `Pipeline.logdir` binding can set it too.
   where = {'logdir': logdir} if logdir else {}
-  pipeline.Pipeline(loaded=loaded, **where).run()
+  with _located(loaded):
+    pipeline.Pipeline(loaded=loaded, **where).run()
+
+
+@contextlib.contextmanager
+def _located(loaded):
+  """A UserError (or gin's error for a slot bound with parentheses) raised while
+  building names where the value it is about was bound: file:line or the -b binding."""
+  from dreamkit import config
+  from dreamkit import gin_access
+  from dreamkit.runner import check
+  try:
+    yield
+  except UserError as e:
+    raise check.located(e, loaded) from e
+  except (RuntimeError, TypeError) as e:
+    if gin_access.error_facts(e).kind not in ('required', 'called_without_arguments'):
+      raise
+    raise check.located(config.explain(e), loaded) from e
 
 
 @cli.command(name='config')
@@ -265,16 +283,28 @@ def run(pipelines, bindings, plugins, task, steps, seed, logdir):
               help='Every parameter of every component the run builds, bound or '
                    'default, each with where its value comes from (file:line, -b, '
                    'default).')
+@click.option('--check', 'check_only', is_flag=True,
+              help='Build what the run builds (its env and its agent, from the '
+                   'spaces) without running or writing anything: one OK line, or '
+                   'the first bad value and where it was set.')
 @_VERBOSE
 @_TRACEBACK
 @_handle_errors
-def config_command(pipelines, bindings, plugins, task, steps, seed, show_all):
+def config_command(pipelines, bindings, plugins, task, steps, seed, show_all, check_only):
   """Print the resolved configuration of PIPELINES without running.
 
   Without --all: the bindings, as gin text (what the run saves as config.gin).
+  With --check: build the run's env and agent, print one OK line (exit 0) or the
+  error (exit 2).
   """
   from dreamkit import config
   loaded = _load(pipelines, bindings, plugins, task, steps, seed)
+  if check_only:
+    from dreamkit.runner import check
+    from dreamkit.runner import pipeline
+    with _located(loaded):
+      click.echo(check.check(pipeline.Pipeline(loaded=loaded)))
+    return
   if show_all:
     from dreamkit import settings
     click.echo(settings.text(loaded.files, loaded.bindings), nl=False)

@@ -4,11 +4,13 @@
 
 In the order the code runs it:
 
- 1. The logdir, the run's record (config.gin, plugins.json), seeds, precision.
- 2. Outputs, train and eval envs, the replay store: each closed at exit, in reverse.
+ 1. Seeds, precision, the train and eval envs and the agent from their spaces:
+    every value is checked before anything is written (`config --check` too).
+ 2. The logdir, the run's record (config.gin, plugins.json), the outputs and the
+    replay store; the stack closes all of it at exit, in reverse.
  3. The driver and its subscribers: replay, the step counter, episode rows.
  4. Prefill with a random policy (a fresh run only; a resumed run has its replay).
- 5. The dataset, the agent, one update that builds every variable.
+ 5. The dataset and one update that builds every variable of the agent.
  6. Restore the checkpoint, or start: write config.gin and pretrain.
  7. From here a stop saves a checkpoint. Evaluate, then alternate collecting and
     training until the step budget, evaluating every `eval_every` steps.
@@ -22,6 +24,7 @@ import contextlib
 import dataclasses
 import errno
 import json
+import shutil
 import signal
 
 import gin
@@ -123,8 +126,24 @@ def saved_report(logdir, saved, unsaved='stopped before training began'):
 
 
 def _train(s, stack, record):
-  # 1. The record of the run, before anything can fail half-way.
+  # 1. Check before spending: the envs, then the agent from their spaces (every
+  # constructor checks its values), before the logdir exists. A typo or a wrong env
+  # name costs seconds and leaves no half-made logdir; `config --check` builds the same.
+  tf.random.set_seed(s.seed)
+  rng = checkpoint_lib.numpy_rng(s.seed)
+  precision_lib.set_precision(s.precision)  # Before any layer is built.
+  tf.config.run_functions_eagerly(s.eager)
+  train_envs = stack.enter_context(_make_envs(s, s.envs, s.seed))
+  eval_envs = stack.enter_context(_make_envs(s, s.eval_envs, s.seed + 1000)) \
+      if s.eval_eps else None
+  counters = Counters.create()
+  agent = agent_lib.build(
+      train_envs.obs_space, train_envs.act_space, counters.step, s.world_model,
+      s.actor_critic, s.explorer, s.agent)
+
+  # 2. The record of the run.
   logdir = s.logdir
+  fresh = not logdir.exists()
   logdir.mkdir(parents=True, exist_ok=True)
   checkpoints = logdir / 'checkpoints'
   if not (checkpoints / 'checkpoint').exists():
@@ -133,24 +152,20 @@ def _train(s, stack, record):
     config_lib.save(logdir, 'config.gin')
   (logdir / 'plugins.json').write_text(json.dumps(s.loaded.plugins, indent=1))
   signals = _Signals(stack)  # SIGTERM and Ctrl-C; a save finishes first.
-  tf.random.set_seed(s.seed)
-  rng = checkpoint_lib.numpy_rng(s.seed)
-  precision_lib.set_precision(s.precision)  # Before any layer is built.
-  tf.config.run_functions_eagerly(s.eager)
 
-  # 2. What has to be closed at exit; the stack closes it in reverse order.
-  outputs = [stack.enter_context(contextlib.closing(
-      outputs_lib.registry.build(make, 'Pipeline.outputs', logdir))) for make in s.outputs]
+  # What has to be closed at exit (after the envs); the stack closes it in reverse
+  # order. These write into the logdir: one that refuses its values removes a logdir
+  # this run created.
+  with _removed_on_error(logdir, fresh):
+    outputs = [stack.enter_context(contextlib.closing(
+        outputs_lib.registry.build(make, 'Pipeline.outputs', logdir)))
+               for make in s.outputs]
+    replay = replays_lib.registry.build(s.replay, 'Pipeline.replay', logdir / 'replay')
+    stack.callback(replay.close)
   for output in outputs:
     output.text('config', config_lib.resolved_str())
-  train_envs = stack.enter_context(_make_envs(s, s.envs, s.seed))
-  eval_envs = stack.enter_context(_make_envs(s, s.eval_envs, s.seed + 1000)) \
-      if s.eval_eps else None
-  replay = replays_lib.registry.build(s.replay, 'Pipeline.replay', logdir / 'replay')
-  stack.callback(replay.close)
 
   # 3. The driver; replay, counters and rows subscribe to it.
-  counters = Counters.create()
   rows = Rows(outputs, counters, train_envs.action_repeat, s.steps)
   driver = Driver(train_envs)
   driver.on_step(replay.add_step)
@@ -201,11 +216,8 @@ def _train(s, stack, record):
         driver(RandomPolicy(train_envs.act_space, seed=s.seed), steps=missing)
       driver.reset()  # The agent's policy state starts fresh after prefill.
 
-  # 5. The agent; Keras builds variables lazily, so one update builds them all.
+  # 5. Keras builds the agent's variables lazily, so one update builds them all.
   dataset = iter(replay.dataset(s.batch_size, s.batch_length))
-  agent = agent_lib.build(
-      train_envs.obs_space, train_envs.act_space, counters.step, s.world_model,
-      s.actor_critic, s.explorer, s.agent)
   train_state = None
 
   optimizers = agent.optimizers()
@@ -324,6 +336,18 @@ def _train(s, stack, record):
     driver(policy, steps=min(remaining, s.eval_every) if eval_envs else remaining)
     evaluate()
   rows.write(int(counters.step), replay.stats['steps'])
+
+
+@contextlib.contextmanager
+def _removed_on_error(logdir, fresh):
+  """Removes `logdir` if this run created it (`fresh`) and the block raises a
+  UserError: a refused value leaves no half-made logdir behind."""
+  try:
+    yield
+  except UserError:
+    if fresh:
+      shutil.rmtree(logdir, ignore_errors=True)
+    raise
 
 
 def _make_envs(s, num, seed):

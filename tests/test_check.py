@@ -1,0 +1,125 @@
+"""Check before spending: a bad value is reported before the run writes anything.
+
+Every value below is rejected by `dreamkit config --check` and by `dreamkit run`
+with one line and exit 2, and `run` leaves no logdir behind: the envs and the agent
+are built from the spaces before the logdir is created.
+"""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dreamkit import cli
+
+PIPELINES = Path(__file__).resolve().parents[1] / 'pipelines'
+# CartPole (vector observations, discrete actions) at the debug sizes: a real gym env,
+# small networks. The tiny sizes keep each build well under a second.
+BASE = [str(PIPELINES / 'cartpole_dreamerv2.gin'), str(PIPELINES / 'debug.gin'),
+        '-b', 'Pipeline.outputs = [@outputs.JSONL]']
+
+# (binding, fragments of the one-line message): what is wrong and what is accepted.
+BAD = {
+    'enum clip_rewards': (
+        "WorldModel.clip_rewards = 'tanhh'", ['clip_rewards', 'tanh, identity, sign']),
+    'enum actor_dist': (
+        "ActorCritic.actor_dist = 'gauss'", ['ActorCritic.actor_dist', 'onehot']),
+    'enum head dist': (
+        "reward/heads.MLPHead.dist = 'gaussian'", ['gaussian', 'mse']),
+    'enum norm': (
+        "encoders.DreamerEncoder.norm = 'batch'", ['batch', 'layer']),
+    'enum activation': (
+        "heads.MLPHead.act = 'relux'", ['relux', 'elu']),
+    'enum replay compression': (
+        "replays.HDF5Replay.compression = 'zip'", ['compression', 'gzip', 'lzf']),
+    'enum explorer target': (
+        "explorers.Plan2Explore.disag_target = 'stochh'", ['disag_target', 'stoch']),
+    'schedule unclosed': (
+        "ActorCritic.actor_ent = 'linear(0.1,0,2.5e6'", ['actor_ent', 'linear(start,end,steps)']),
+    'schedule misspelled': (
+        "ActorCritic.actor_ent = 'lnear(0.1,0,2.5e6)'", ['actor_ent', 'linear(start,end,steps)']),
+    'precision': ('Pipeline.precision = 8', ['precision', "'bf16'"]),
+    'size zero': ('MLP_UNITS = 0', ['units', 'positive']),
+    'size negative': ('DETER = -4', ['deter', 'positive']),
+    'size fraction': ('STOCH = 2.5', ['stoch', 'whole']),
+    'size of a Pipeline': ('Pipeline.batch_length = 0', ['batch_length', 'at least 1']),
+    'size of a replay': ('replays.HDF5Replay.maxlen = 0', ['maxlen', 'positive']),
+    'probability': ('explorers.Plan2Explore.disag_models = 0', ['disag_models', 'positive']),
+    'fraction': ('ActorCritic.discount_lambda = 1.5', ['discount_lambda', '[0, 1]']),
+    'regex': ("MLP_KEYS = '(['", ['mlp_keys', 'regex']),
+    'keys matching nothing': ("MLP_KEYS = 'nothing'", ['no observation key matches', 'MLP_KEYS']),
+    'wrong env name': ("Pipeline.task = 'gym:CartPol-v1'", ['CartPol-v1', 'CartPole-v1']),
+    'wrong env prefix': ("Pipeline.task = 'gymm:CartPole-v1'", ['gymm', 'gym']),
+    'env value': ('envs.Gym.action_repeat = 0', ['action_repeat', 'positive']),
+    'slot bound with parentheses': (
+        'WorldModel.decoder = @heads.DreamerDecoder()', ['@heads.DreamerDecoder()',
+                                                         'without parentheses']),
+    'instance bound to a slot': (
+        'WorldModel.encoder = @encoders.DreamerEncoder()', ['WorldModel.encoder',
+                                                            'without parentheses']),
+    'output value': ('outputs.JSONL.filename = ""', ['filename']),
+    'agent noise': ('Agent.expl_noise = -1', ['expl_noise']),
+}
+# Explorer and objective values are read only when that component is chosen.
+CHOOSE = {
+    'enum explorer target': ['-b', 'Pipeline.explorer = @explorers.Plan2Explore'],
+    'probability': ['-b', 'Pipeline.explorer = @explorers.Plan2Explore'],
+}
+
+
+def _args(case):
+  binding, _ = BAD[case]
+  return [*BASE, *CHOOSE.get(case, []), '-b', binding]
+
+
+def _assert_one_line_error(result, fragments):
+  assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+  message = result.stderr.strip()
+  assert message.startswith('Error: '), result.output
+  assert len(message.splitlines()) == 1, message
+  assert 'Traceback' not in result.output
+  for fragment in fragments:
+    assert fragment in message, (fragment, message)
+
+
+@pytest.mark.parametrize('case', sorted(BAD))
+def test_config_check_rejects(case):
+  result = CliRunner().invoke(cli.cli, ['config', '--check', *_args(case)])
+  _assert_one_line_error(result, BAD[case][1])
+
+
+@pytest.mark.parametrize('case', sorted(BAD))
+def test_run_rejects_before_the_logdir_exists(case, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # Whatever is written, it lands in here.
+  logdir = tmp_path / 'run'
+  result = CliRunner().invoke(cli.cli, ['run', *_args(case), '--logdir', str(logdir)])
+  _assert_one_line_error(result, BAD[case][1])
+  assert not logdir.exists()
+  assert list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())
+
+
+def test_run_without_logdir_creates_no_default_logdir(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  result = CliRunner().invoke(
+      cli.cli, ['run', *BASE, '-b', "WorldModel.clip_rewards = 'tanhh'"])
+  _assert_one_line_error(result, ['clip_rewards'])
+  assert not (tmp_path / 'logdir').exists()
+
+
+def test_config_check_of_a_good_config_says_ok_and_writes_nothing(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  result = CliRunner().invoke(cli.cli, ['config', '--check', *BASE])
+  assert result.exit_code == 0, (result.output, result.exception)
+  lines = result.stdout.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('OK'), result.stdout
+  assert 'gym:CartPole-v1' in lines[0]
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_config_check_of_a_file_names_the_file_and_line(tmp_path):
+  bad = tmp_path / 'bad.gin'
+  bad.write_text(f"include '{PIPELINES / 'cartpole_dreamerv2.gin'}'\n"
+                 "include '{}'\n\nWorldModel.clip_rewards = 'tanhh'\n".format(
+                     PIPELINES / 'debug.gin'))
+  result = CliRunner().invoke(cli.cli, ['config', '--check', str(bad)])
+  _assert_one_line_error(result, [f'{bad}, line 4', 'tanh, identity, sign'])
