@@ -18,6 +18,8 @@ setup(
     python_requires='>=3.11,<3.12',
     packages=find_packages(include=['dreamkit', 'dreamkit.*']),
     include_package_data=True,
+    # The published DreamerV2 scores and their README (figures, with the citation).
+    package_data={'dreamkit.scores': ['*.csv', '*.csv.gz', 'README.md']},
     install_requires=[
         'tensorflow==2.21.*',
         'tensorflow-probability[tf]==0.25.*',
@@ -37,6 +39,8 @@ setup(
         'tensorboard>=2.21,<2.22',  # to view runs; writing needs only TensorFlow
         'matplotlib>=3.8',  # `dreamkit plot`
         'pandas>=2',
+        'ray[tune]==2.60.*',  # `dreamkit sweep`: trials as processes, local or on a cluster
+        'rliable>=1.2,<2',  # `dreamkit compare`: IQM / median with stratified bootstrap CIs
     ],
     extras_require={
         'test': ['pytest>=8', 'pytest-timeout>=2.3', 'pandas>=2'],

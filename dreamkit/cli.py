@@ -414,22 +414,26 @@ def _show_component(entry):
 @click.option('--task', 'reference_task', metavar='TASK',
               help='The task of --compare to draw, such as atari_pong; needed when '
                    'FILE holds several.')
+@click.option('--paper', is_flag=True,
+              help="Add the published DreamerV2 curve of the runs' task (Atari or DM "
+                   'Control, read from their config.gin) to the panels of returns.')
 @click.option('--title', help='Title above the plot.  [default: the key]')
 @click.option('-o', '--output', default='curves.png', show_default=True,
               type=click.Path(dir_okay=False), help='The PNG to write.')
 @_VERBOSE
 @_TRACEBACK
 @_handle_errors
-def plot(logdirs, keys, x_key, smooth, compare, reference_task, title, output):
+def plot(logdirs, keys, x_key, smooth, compare, reference_task, paper, title, output):
   """Plot each --key from every LOGDIR's metrics.jsonl into a PNG, one panel per key.
 
-  A marker shows every logged point. --compare FILE --task T adds published
-  reference curves (mean over seeds, min-max shaded) to the panels of returns.
+  A marker shows every logged point. --paper adds the paper's curve for the runs'
+  task, --compare FILE --task T the curves of a scores file (each: mean over seeds,
+  min-max shaded, against frames) to the panels of returns.
   """
   from dreamkit.outputs import plot as plot_lib
   path = plot_lib.plot(
       list(logdirs), key=list(keys), x=x_key, output=output, smooth=smooth,
-      compare=compare, task=reference_task, title=title)
+      compare=compare, task=reference_task, title=title, paper=paper)
   click.echo(f'Wrote {path}')
 
 

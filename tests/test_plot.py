@@ -3,7 +3,6 @@
 import builtins
 import gzip
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from PIL import Image
 
 from dreamkit import cli
 from dreamkit import outputs
+from dreamkit import scores as scores_lib
 from dreamkit.errors import UserError
 from dreamkit.outputs import plot as plot_lib
 
@@ -31,7 +31,7 @@ def two_runs(tmp_path):
   return [fake_run(tmp_path / 'alpha', 1.0), fake_run(tmp_path / 'beta', 2.0)]
 
 
-PUBLISHED = Path('/work/shared/reference/scores')  # The published DreamerV2 scores.
+PUBLISHED = scores_lib.DIRECTORY  # The published DreamerV2 scores, shipped in the package.
 
 
 def coloured_pixels(path):
@@ -135,7 +135,7 @@ def test_reference_scores_are_averaged_over_seeds(tmp_path, two_runs):
        'xs': [0, 4000, 8000, 12000], 'ys': [-21, -15, -12, -11]},
       {'task': 'atari_boxing', 'method': 'dreamerv2', 'seed': '1',
        'xs': [0], 'ys': [0]}])
-  references = plot_lib.read_reference(scores, 'atari_pong')
+  references = scores_lib.read_reference(scores, 'atari_pong')
   xs, runs = references['dreamerv2']
   np.testing.assert_array_equal(xs, [0, 4000, 8000, 12000])
   np.testing.assert_allclose(runs[0], [-21, -15.5, -10, -5])
@@ -150,12 +150,12 @@ def test_reference_task_errors(tmp_path):
       {'task': 'atari_pong', 'method': 'm', 'seed': '1', 'xs': [0], 'ys': [0]},
       {'task': 'atari_boxing', 'method': 'm', 'seed': '1', 'xs': [0], 'ys': [0]}])
   with pytest.raises(UserError, match='choose one with --task'):
-    plot_lib.read_reference(scores, None)
+    scores_lib.read_reference(scores, None)
   with pytest.raises(UserError, match='Did you mean: atari_pong'):
-    plot_lib.read_reference(scores, 'atari_pon')
+    scores_lib.read_reference(scores, 'atari_pon')
   bad = write_scores(tmp_path / 'bad.json', {'atari_pong': [1, 2]})
   with pytest.raises(UserError, match='not a scores file'):
-    plot_lib.read_reference(bad, None)
+    scores_lib.read_reference(bad, None)
 
 
 def test_missing_matplotlib_says_how_to_install(two_runs, tmp_path, monkeypatch):
@@ -209,21 +209,21 @@ def test_csv_reference_scores_and_task_spellings(tmp_path):
       ('atari_pong', 'dreamerv2', 1, 8000, -10), ('atari_pong', 'dreamerv2', 1, 0, -21),
       ('atari_pong', 'dreamerv2', 2, 0, -19), ('atari_pong', 'dreamerv2', 2, 8000, -12),
       ('atari_ms_pacman', 'dreamerv2', 1, 0, 200)])
-  xs, runs = plot_lib.read_reference(scores, 'atari_pong')['dreamerv2']
+  xs, runs = scores_lib.read_reference(scores, 'atari_pong')['dreamerv2']
   np.testing.assert_array_equal(xs, [0, 8000])  # Rows sorted by frames.
   np.testing.assert_array_equal(np.asarray(runs), [[-21, -10], [-19, -12]])
   for spelling in ('atari:pong', 'pong', 'ATARI_PONG'):
-    assert set(plot_lib.read_reference(scores, spelling)) == {'dreamerv2'}
+    assert set(scores_lib.read_reference(scores, spelling)) == {'dreamerv2'}
   with pytest.raises(UserError, match='Did you mean: atari_ms_pacman'):
-    plot_lib.read_reference(scores, 'ms_pacmann')
+    scores_lib.read_reference(scores, 'ms_pacmann')
   # A table of final scores per game is not a scores file of curves.
   baselines = write_csv_scores(
       tmp_path / 'baselines.csv', [('atari_pong', -20.7, 14.6)], 'task,random,human_gamer')
   with pytest.raises(UserError, match='expected the columns task, method, seed, frames'):
-    plot_lib.read_reference(baselines, 'atari_pong')
+    scores_lib.read_reference(baselines, 'atari_pong')
   broken = write_csv_scores(tmp_path / 'broken.csv', [('atari_pong', 'm', 1, 0, 'n/a')])
   with pytest.raises(UserError, match='line 2: frames and return must be numbers'):
-    plot_lib.read_reference(broken, None)
+    scores_lib.read_reference(broken, None)
 
 
 def test_references_go_on_return_panels_up_to_the_runs_end(two_runs, tmp_path):
@@ -255,9 +255,8 @@ def test_reference_misuse_is_a_user_error(two_runs, tmp_path):
     plot_lib.draw(two_runs, task='atari_pong')
 
 
-@pytest.mark.skipif(not PUBLISHED.is_dir(), reason='needs the published score files')
 def test_published_dreamerv2_scores_read_as_the_paper_reports():
-  references = plot_lib.read_reference(PUBLISHED / 'atari_dreamerv2.csv.gz', 'atari:pong')
+  references = scores_lib.read_reference(PUBLISHED / 'atari_dreamerv2.csv.gz', 'atari:pong')
   assert set(references) == {'dreamerv2', 'nosched'}
   xs, runs = references['dreamerv2']
   # Pong has 8 seeds of the paper's agent; three end at 199M frames, the rest at 200M.
@@ -267,7 +266,7 @@ def test_published_dreamerv2_scores_read_as_the_paper_reports():
                if line.startswith('atari_pong,dreamerv2,') and ',199000000,' in line]
   assert len(at_199m) == 8
   assert np.mean(runs, 0)[-1] == pytest.approx(np.mean(at_199m))
-  dmc = plot_lib.read_reference(PUBLISHED / 'dmc_vision_dreamerv2.csv.gz', 'walker_walk')
+  dmc = scores_lib.read_reference(PUBLISHED / 'dmc_vision_dreamerv2.csv.gz', 'walker_walk')
   assert dmc['dreamerv2'][0][0] == 30000
 
 

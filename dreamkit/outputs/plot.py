@@ -2,11 +2,13 @@
 
     plot(['runs/pong-1', 'runs/pong-2'], key='eval_return', output='pong.png')
     plot(runs, key=['eval_return', 'model_loss'])   # one panel per key
-    plot(runs, compare='atari_dreamerv2.csv.gz', task='atari_pong')
+    plot(runs, paper=True)                            # with the paper's curve of the runs' task
+    plot(runs, compare='my_scores.csv.gz', task='atari_pong')
 
 draws one line per run (labelled by its directory name) with a marker at every
-logged point, optionally smoothed, and can add reference curves from a scores file
-of the published DreamerV2 results: either a CSV (gzipped or not) with the columns
+logged point, optionally smoothed. Reference curves go on the panels of returns: the
+published DreamerV2 curve of the runs' task (`paper`, from `dreamkit.scores`), or the
+curves of any scores file (`compare`): a CSV (gzipped or not) with the columns
 `task, method, seed, frames, return`, one row per evaluation, or a JSON list of
 `{"task", "method", "seed", "xs", "ys"}` objects, one per seed, as the DreamerV2
 authors publish them. Their x values count environment frames (Atari: 4 per agent
@@ -14,24 +16,24 @@ step), so references are drawn against `x='frames'`.
 """
 
 import collections
-import csv
 import difflib
-import gzip
 import json
 import os
 import pathlib
+import re
 
+from dreamkit import scores
 from dreamkit.errors import UserError
 
 METRICS_FILE = 'metrics.jsonl'
-REFERENCE_COLUMNS = ('task', 'method', 'seed', 'frames', 'return')
+CONFIG_FILE = 'config.gin'
 # Runs with at most this many points get large markers; longer ones small dots.
 FEW_POINTS = 40
 
 
 def plot(
     logdirs, key='eval_return', x=None, output='curves.png', smooth=0,
-    compare=None, task=None, title=None):
+    compare=None, task=None, title=None, paper=False):
   """Draws each of `key` against `x` for each run and saves a PNG.
 
   Args:
@@ -39,7 +41,7 @@ def plot(
     key: the metric on the y axis, or a list of metrics: one panel each, stacked
       over a shared x axis.
     x: the column on the x axis: `step` (agent steps), `frames`, `wall_time` or any
-      other key. Defaults to `frames` with `compare` and to `step` without.
+      other key. Defaults to `frames` with `compare` or `paper` and to `step` without.
     output: path of the PNG to write (parent directories are created).
     smooth: moving-average window in points; 0 or 1 draws the raw values.
     compare: optional scores file (CSV or JSON, see the module doc); its curves for
@@ -49,16 +51,18 @@ def plot(
     task: the task to take from `compare`, such as `atari_pong` (`atari:pong`, or
       `pong` when unambiguous, work too); may be omitted when the file holds one.
     title: plot title; defaults to the key (with several panels: none).
+    paper: draw the published DreamerV2 curve of the runs' task (read from their
+      config.gin; an Atari or DM Control task) in the same way.
 
   Returns:
     The path of the written PNG.
 
   Raises:
     UserError: matplotlib is missing, a run has no metrics.jsonl, a key or `x` is
-      never logged (the message lists the keys that are), or `compare` / `task` is
-      unusable.
+      never logged (the message lists the keys that are), or `compare` / `task` /
+      `paper` is unusable.
   """
-  figure = draw(logdirs, key, x, smooth, compare, task, title)
+  figure = draw(logdirs, key, x, smooth, compare, task, title, paper)
   output = pathlib.Path(output).expanduser()
   output.parent.mkdir(parents=True, exist_ok=True)
   figure.savefig(output)
@@ -66,7 +70,7 @@ def plot(
 
 
 def draw(logdirs, key='eval_return', x=None, smooth=0, compare=None, task=None,
-         title=None):
+         title=None, paper=False):
   """The matplotlib Figure that `plot` saves (same arguments, no output)."""
   if isinstance(logdirs, (str, os.PathLike)):
     logdirs = [logdirs]
@@ -80,52 +84,46 @@ def draw(logdirs, key='eval_return', x=None, smooth=0, compare=None, task=None,
   if task is not None and not compare:
     raise UserError(f"--task {task} picks the reference task of --compare FILE; "
                     'give the file too.')
-  x = x or ('frames' if compare else 'step')
+  with_references = bool(compare or paper)
+  x = x or ('frames' if with_references else 'step')
   return_keys = [name for name in keys if name.endswith('return')]
-  if compare and x != 'frames':
+  if with_references and x != 'frames':
     raise UserError(
         f"Reference scores count environment frames: plot against --x frames, not "
         f"'{x}', to compare.")
-  if compare and not return_keys:
+  if with_references and not return_keys:
     raise UserError(
         f"Reference scores are returns; none of the keys ({', '.join(keys)}) is one. "
         'Add --key eval_return.')
-  try:
-    # pylint: disable=import-outside-toplevel
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-  except ImportError as error:
-    raise UserError(
-        f'Plotting needs matplotlib ({error}). Install it with: '
-        'pip install dreamkit[plot]') from error
+  figure_class, canvas_class = matplotlib_figure()
 
   paths = [metrics_path(logdir) for logdir in logdirs]
+  references = {}
+  if compare:
+    references.update({
+        f'{method} (reference, {len(runs)} seeds)': (xs, runs)
+        for method, (xs, runs) in scores.read_reference(compare, task).items()})
+  if paper:
+    references.update(paper_reference(paths))
   labels = run_labels(paths)
   panels = {name: [] for name in keys}
   for path, label in zip(paths, labels):
     for name in keys:
       xs, ys = read_curve(path, name, x)
       panels[name].append((label, xs, smooth_values(ys, int(smooth))))
-  references = read_reference(compare, task) if compare else {}
   last_x = max(float(xs[-1]) for curves in panels.values() for _, xs, _ in curves)
 
-  figure = Figure(figsize=(7, 4.5 if len(keys) == 1 else 1.2 + 2.6 * len(keys)),
-                  dpi=120)
-  FigureCanvasAgg(figure)
+  figure = figure_class(figsize=(7, 4.5 if len(keys) == 1 else 1.2 + 2.6 * len(keys)),
+                        dpi=120)
+  canvas_class(figure)
   axes_list = figure.subplots(len(keys), 1, sharex=True, squeeze=False)[:, 0]
   for index, (name, axes) in enumerate(zip(keys, axes_list)):
     for label, xs, ys in panels[name]:
       axes.plot(xs, ys, label=label, linewidth=1.5, marker='o',
                 markersize=4 if len(xs) <= FEW_POINTS else 2)
     shown = references if name in return_keys else {}
-    for method, (xs, runs) in sorted(shown.items()):
-      xs, runs = clip_reference(xs, runs, last_x)
-      line, = axes.plot(
-          xs, runs.mean(0), linestyle='--', linewidth=1.2,
-          label=f'{method} (reference, {len(runs)} seeds)')
-      axes.fill_between(
-          xs, runs.min(0), runs.max(0), color=line.get_color(), alpha=0.15,
-          linewidth=0)
+    for label, (xs, runs) in sorted(shown.items()):
+      draw_reference(axes, xs, runs, label, last_x)
     axes.set_ylabel(name)
     axes.grid(alpha=0.3)
     if index == 0 or shown:
@@ -137,6 +135,63 @@ def draw(logdirs, key='eval_return', x=None, smooth=0, compare=None, task=None,
     figure.suptitle(title)
   figure.tight_layout()
   return figure
+
+
+def matplotlib_figure():
+  """(Figure, FigureCanvasAgg): matplotlib's classes, without pyplot's global state."""
+  try:
+    # pylint: disable=import-outside-toplevel
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+  except ImportError as error:
+    raise UserError(
+        f'Plotting needs matplotlib ({error}). Install it with: '
+        'pip install dreamkit[plot]') from error
+  return Figure, FigureCanvasAgg
+
+
+def draw_reference(axes, xs, runs, label, last_x=None, color=None):
+  """A reference on `axes`: the mean over its runs `[seeds, len(xs)]` (dashed) with
+  their min-max range shaded, up to `last_x` (see `clip_reference`)."""
+  if last_x is not None:
+    xs, runs = clip_reference(xs, runs, last_x)
+  line, = axes.plot(xs, runs.mean(0), linestyle='--', linewidth=1.2, label=label,
+                    color=color)
+  axes.fill_between(xs, runs.min(0), runs.max(0), color=line.get_color(), alpha=0.15,
+                    linewidth=0)
+  return line
+
+
+def paper_reference(paths):
+  """{label: (frames, runs)}: the published DreamerV2 curve of the runs' one task."""
+  tasks = {run_task(path.parent) for path in paths}
+  if len(tasks) != 1:
+    raise UserError(
+        f"--paper draws the published curve of one task, but the runs are of "
+        f"{len(tasks)}: {', '.join(sorted(tasks))}. Plot each task on its own.")
+  (task,) = tasks
+  if scores.find(task) is None:
+    scores.task_name(task)  # Raises the reason: a Gym task, an unknown game.
+  frames, runs = scores.aligned(task)
+  return {f'DreamerV2, paper ({len(runs)} seeds)': (frames, runs)}
+
+
+_TASK_BINDING = re.compile(r"""^Pipeline\.task\s*=\s*['"]([^'"]+)['"]""", re.MULTILINE)
+
+
+def run_task(logdir):
+  """The task a run trained on ('atari:pong'), read from its config.gin."""
+  path = pathlib.Path(logdir) / CONFIG_FILE
+  try:
+    text = path.read_text()
+  except OSError as error:
+    raise UserError(
+        f'Cannot tell the task of {logdir}: its {CONFIG_FILE} cannot be read '
+        f'({error.strerror or error}).') from error
+  found = _TASK_BINDING.findall(text)
+  if not found:
+    raise UserError(f'Cannot tell the task of {logdir}: {path} binds no Pipeline.task.')
+  return found[-1]
 
 
 def clip_reference(xs, runs, last_x):
@@ -243,111 +298,3 @@ def smooth_values(values, window):
   counts = np.minimum(np.arange(1, len(values) + 1), window)
   starts = np.arange(1, len(values) + 1) - counts
   return (sums[1:] - sums[starts]) / counts
-
-
-def read_reference(path, task):
-  """{method: (xs, [seeds, len(xs)])} for `task` from a scores file (CSV or JSON).
-
-  Seeds logged at different points are interpolated onto the x values of the
-  shortest seed run.
-  """
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  path = pathlib.Path(path).expanduser()
-  entries = read_scores(path)
-  tasks = sorted({entry['task'] for entry in entries})
-  task = resolve_task(path, task, tasks)
-  seeds = collections.defaultdict(list)
-  for entry in entries:
-    if entry['task'] == task and len(entry['xs']):
-      try:
-        xs = np.asarray(entry['xs'], np.float64)
-        ys = np.asarray(entry['ys'], np.float64)
-      except (TypeError, ValueError) as error:
-        raise UserError(f'{path}: {task} seed {entry.get("seed")} holds values that '
-                        f'are not numbers ({error}).') from error
-      if xs.shape != ys.shape or xs.ndim != 1:
-        raise UserError(f'{path}: {task} seed {entry.get("seed")} has {xs.size} xs '
-                        f'but {ys.size} ys.')
-      order = np.argsort(xs, kind='stable')
-      seeds[entry['method']].append((xs[order], ys[order]))
-  references = {}
-  for method, runs in seeds.items():
-    grid = min((xs for xs, _ in runs), key=lambda xs: xs[-1])
-    references[method] = (grid, [np.interp(grid, xs, ys) for xs, ys in runs])
-  return references
-
-
-def read_scores(path):
-  """The entries `{task, method, seed, xs, ys}` of a scores file, CSV or JSON."""
-  if path.name.endswith(('.csv', '.csv.gz')):
-    return read_scores_csv(path)
-  try:
-    with _open_text(path) as file:
-      entries = json.load(file)
-  except (OSError, ValueError) as error:
-    raise UserError(f'Cannot read reference scores {path}: {error}') from error
-  fields = ('task', 'method', 'xs', 'ys')
-  if not isinstance(entries, list) or not all(
-      isinstance(entry, dict) and all(field in entry for field in fields)
-      for entry in entries):
-    raise UserError(
-        f'{path} is not a scores file: expected a JSON list of objects with the '
-        f"keys {', '.join(fields)} (and 'seed'), or a CSV with the columns "
-        f"{', '.join(REFERENCE_COLUMNS)}.")
-  return entries
-
-
-def read_scores_csv(path):
-  """Entries from a CSV of one row per evaluation: task, method, seed, frames, return."""
-  curves = collections.defaultdict(lambda: ([], []))
-  try:
-    with _open_text(path) as file:
-      reader = csv.DictReader(file)
-      columns = reader.fieldnames or []
-      if not set(REFERENCE_COLUMNS) <= set(columns):
-        raise UserError(
-            f'{path} is not a scores file: expected the columns '
-            f"{', '.join(REFERENCE_COLUMNS)} (one row per evaluation), found "
-            f"{', '.join(columns[:8]) or 'none'}{', ...' if len(columns) > 8 else ''}.")
-      for number, row in enumerate(reader, 2):
-        xs, ys = curves[row['task'], row['method'], row['seed']]
-        try:
-          xs.append(float(row['frames']))
-          ys.append(float(row['return']))
-        except (TypeError, ValueError) as error:
-          raise UserError(
-              f'{path}, line {number}: frames and return must be numbers '
-              f"({row['frames']!r}, {row['return']!r}).") from error
-  except (OSError, EOFError, UnicodeDecodeError, csv.Error) as error:
-    raise UserError(f'Cannot read reference scores {path}: {error}') from error
-  return [{'task': task, 'method': method, 'seed': seed, 'xs': xs, 'ys': ys}
-          for (task, method, seed), (xs, ys) in curves.items()]
-
-
-def _open_text(path):
-  if path.name.endswith('.gz'):
-    return gzip.open(path, 'rt', encoding='utf-8', newline='')
-  return open(path, encoding='utf-8', newline='')
-
-
-def resolve_task(path, task, tasks):
-  """The task of `tasks` that `task` names: itself, `atari:pong` for `atari_pong`,
-  or a unique `_<task>` suffix (`pong`); None when the file holds a single task."""
-  if task is None:
-    if len(tasks) != 1:
-      raise UserError(
-          f'{path} holds {len(tasks)} tasks; choose one with --task. '
-          f"Tasks: {', '.join(tasks)}.")
-    return tasks[0]
-  if task in tasks:
-    return task
-  spelled = task.strip().lower().replace(':', '_')
-  if spelled in tasks:
-    return spelled
-  suffixed = [name for name in tasks if name.endswith('_' + spelled)]
-  if len(suffixed) == 1:
-    return suffixed[0]
-  close = suffixed or difflib.get_close_matches(spelled, tasks, n=3)
-  hint = f" Did you mean: {', '.join(close[:3])}?" if close else ''
-  raise UserError(
-      f"{path} has no task '{task}'.{hint} Tasks: {', '.join(tasks)}.")
