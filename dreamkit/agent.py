@@ -7,6 +7,7 @@ import tensorflow_probability as tfp
 
 from dreamkit import optim
 from dreamkit import registry
+from dreamkit import validate
 from dreamkit.behavior import exploration
 from dreamkit.behavior.actor_critic import ActorCritic
 from dreamkit.behavior.exploration import Explorer
@@ -49,11 +50,14 @@ class Agent(keras.layers.Layer):
   def __init__(self, world_model, actor_critic, explorer, expl_noise=0.0,
                eval_noise=0.0, compile=True, jit_compile=False):  # pylint: disable=redefined-builtin
     super().__init__(name='agent')
+    args = validate.Arguments(self)
     for name, part, kind in (('world_model', world_model, WorldModel),
                              ('actor_critic', actor_critic, ActorCritic),
                              ('explorer', explorer, Explorer)):
       if not isinstance(part, kind):
         raise ConfigError(f'Agent: {name} must be a {kind.__name__}, got {part!r}.')
+    compile = args.boolean(compile, 'compile')  # pylint: disable=redefined-builtin
+    jit_compile = args.boolean(jit_compile, 'jit_compile')
     if jit_compile and keras.mixed_precision.global_policy().compute_dtype == 'float16':
       raise ConfigError(
           'Agent.jit_compile = True does not work with precision 16 (mixed_float16): '
@@ -63,8 +67,10 @@ class Agent(keras.layers.Layer):
     self.actor_critic = actor_critic
     self.explorer = explorer
     self.act_space = actor_critic.act_space
-    self.expl_noise = float(expl_noise)
-    self.eval_noise = float(eval_noise)
+    # One-hot actions: the probability of a uniform action; Box: a Normal std.
+    noise = args.fraction if is_discrete(self.act_space) else args.non_negative
+    self.expl_noise = noise(expl_noise, 'expl_noise')
+    self.eval_noise = noise(eval_noise, 'eval_noise')
     self.image_keys = [
         key for key, shape in world_model.shapes.items() if len(shape) == 3]
     if compile:

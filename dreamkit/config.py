@@ -187,7 +187,10 @@ def explain(error, where=''):
   if facts.kind == 'missing_file':
     return f'Cannot open {facts.path} (included from {location}): check the path.'
   if facts.kind == 'called_without_arguments':
-    name = short_name(facts.name)
+    # gin names the class bare ('DreamerDecoder'): say it as the binding writes it.
+    full = [selector for selector in gin_access.selectors()
+            if selector.rpartition('.')[2] == facts.name.rpartition('.')[2]]
+    name = short_name(full[0] if len(full) == 1 else facts.name)
     return (f"@{name}() was called without its arguments "
             f"({', '.join(facts.parameters)}): component slots are bound to factories, "
             f'without parentheses (@{name}), and their owner passes those arguments. '

@@ -5,9 +5,25 @@ import re
 import keras
 import tensorflow as tf
 
+from dreamkit import validate
 from dreamkit.errors import ConfigError
 
 CHOICES = (32, 16, 'bf16')
+
+
+def check(precision, where='Pipeline.precision'):
+  """`precision` as one of CHOICES ('32' and '16', as a shell passes them, are 32 and
+  16); a ConfigError naming `where` lists them otherwise."""
+  if isinstance(precision, str) and precision.strip().isdigit():
+    precision = int(precision)
+  if isinstance(precision, float) and precision in (32, 16):
+    precision = int(precision)
+  if precision in CHOICES and not isinstance(precision, bool):
+    return precision
+  raise ConfigError(
+      f"{validate.binding(where)} must be one of: 32 (float32), 16 (mixed float16 on a "
+      "GPU; on a CPU bfloat16 or float32) or 'bf16' (mixed bfloat16); got "
+      f'{precision!r}.')
 
 
 def cpu_has_bf16():
@@ -31,8 +47,7 @@ def set_precision(precision, float16_anyway=False):
   `float16_anyway=True` keeps 'mixed_float16' on a CPU (tests use it to exercise
   loss scaling).
   """
-  if isinstance(precision, str) and precision.strip().isdigit():
-    precision = int(precision)
+  precision = check(precision)
   if precision == 32:
     name = 'float32'
   elif precision == 'bf16':
@@ -48,9 +63,5 @@ def set_precision(precision, float16_anyway=False):
       name = 'float32'
       print('precision 16: no GPU visible and no bfloat16 units on this CPU, using '
             'float32 instead of mixed_float16 (30-400x slower on CPUs).')
-  else:
-    raise ConfigError(
-        f'Unknown precision {precision!r}. Use 32 (float32), 16 (mixed float16 on a '
-        "GPU; on a CPU bfloat16 or float32) or 'bf16' (mixed bfloat16).")
   keras.mixed_precision.set_global_policy(name)
   return name

@@ -11,6 +11,7 @@ the string is parsed once (`parse`) and only the arithmetic runs in the graph, s
 component parses its schedules in `__init__` and evaluates them in `train`.
 """
 
+import math
 import re
 
 import tensorflow as tf
@@ -55,20 +56,34 @@ class Schedule:
 
 
 def parse(spec, name='schedule'):
-  """Parse `spec` (number or string) into a `Schedule`; `name` appears in errors."""
+  """Parse `spec` (number or string) into a `Schedule`.
+
+  `name` is the binding that gave it (`ActorCritic.actor_ent`), or a function that
+  returns it; errors start with it. Components parse in `__init__`, so a bad string
+  is refused when the run is built, not at the first update.
+  """
   if isinstance(spec, Schedule):
     return spec
-  if isinstance(spec, bool):
-    raise ConfigError(f'{name}: expected {ACCEPTED}, got the bool {spec!r}.')
+
+  def refuse(problem=''):
+    where = name() if callable(name) else name
+    return ConfigError(f'{where} must be {ACCEPTED}, got {spec!r}{problem}.')
+
+  if isinstance(spec, bool) or not isinstance(spec, (int, float, str)):
+    raise refuse()
   if isinstance(spec, (int, float)):
+    if not math.isfinite(spec):
+      raise refuse()
     return Schedule(spec, 'constant', (float(spec),))
-  if not isinstance(spec, str):
-    raise ConfigError(f'{name}: expected {ACCEPTED}, got {type(spec).__name__} {spec!r}.')
   text = spec.strip()
   try:
-    return Schedule(spec, 'constant', (float(text),))
+    value = float(text)
   except ValueError:
     pass
+  else:
+    if not math.isfinite(value):
+      raise refuse()
+    return Schedule(spec, 'constant', (value,))
   for kind, pattern in _FORMS.items():
     match = pattern.match(text)
     if not match:
@@ -77,12 +92,13 @@ def parse(spec, name='schedule'):
       args = tuple(float(group) for group in match.groups())
     except ValueError:
       break
+    if not all(math.isfinite(arg) for arg in args):
+      break
     duration = args[2] if kind in ('linear', 'exp') else args[0]
     if duration <= 0:
-      raise ConfigError(
-          f"{name}: the step count of '{spec}' must be positive, got {duration}.")
+      raise refuse(f' (its step count, {duration:g}, must be positive)')
     return Schedule(spec, kind, args)
-  raise ConfigError(f"{name}: cannot parse the schedule '{spec}'; expected {ACCEPTED}.")
+  raise refuse()
 
 
 class Every:

@@ -13,6 +13,7 @@ import gin
 import keras
 import tensorflow as tf
 
+from dreamkit import validate
 from dreamkit.errors import ConfigError
 from dreamkit.networks import dynamics as dynamics_lib
 from dreamkit.networks import encoders as encoders_lib
@@ -62,35 +63,43 @@ class WorldModel(keras.layers.Layer):
       clip_rewards='tanh', model_lr=1e-4, model_eps=1e-5,
       model_clip=100.0, model_wd=1e-6):
     super().__init__(name='world_model')
+    args = validate.Arguments(self)
     self.obs_space = obs_space
     self.act_space = act_space
     self.shapes = {k: tuple(obs_space[k].shape) for k in input_keys(obs_space)}
     if not self.shapes:
       raise ConfigError(
           f'WorldModel: the observation space has no input keys ({list(obs_space)}).')
-    unknown = [name for name in grad_heads if name not in HEAD_NAMES]
-    if unknown:
+    if isinstance(grad_heads, str) or not hasattr(grad_heads, '__iter__'):
       raise ConfigError(
-          f'WorldModel.grad_heads {list(grad_heads)}: unknown head(s) {unknown}; use '
-          f"names from {', '.join(HEAD_NAMES)}.")
+          f"{args.name('grad_heads')} must be a list of head names from "
+          f"{', '.join(HEAD_NAMES)}, got {grad_heads!r}.")
+    self.grad_heads = tuple(
+        args.one_of(name, 'grad_heads', HEAD_NAMES) for name in grad_heads)
+    if loss_scales is not None and not isinstance(loss_scales, dict):
+      raise ConfigError(
+          f"{args.name('loss_scales')} must be a dict {{loss name: scale}}, got "
+          f'{loss_scales!r}.')
     loss_scales = dict(loss_scales or {})
     known = {'kl', 'reward', 'discount', *self.shapes}
     unknown = sorted(set(loss_scales) - known)
     if unknown:
       raise ConfigError(
-          f'WorldModel.loss_scales has unknown loss name(s) {unknown}; the losses '
+          f"{args.name('loss_scales')} has unknown loss name(s) {unknown}; the losses "
           f"are: {', '.join(sorted(known))}.")
-    if clip_rewards not in REWARD_CLIPS:
-      raise ConfigError(
-          f"WorldModel.clip_rewards '{clip_rewards}' is unknown; use one of: "
-          f"{', '.join(REWARD_CLIPS)}.")
-    self.grad_heads = tuple(grad_heads)
-    self.loss_scales = loss_scales
-    self.kl = dict(forward=bool(kl_forward), balance=float(kl_balance),
-                   free=float(kl_free), free_avg=bool(kl_free_avg))
-    self.clip_rewards = clip_rewards
-    self.discount = float(discount)
-    self.pred_discount = bool(pred_discount)
+    self.loss_scales = {name: args.non_negative(scale, f'loss_scales[{name!r}]')
+                        for name, scale in loss_scales.items()}
+    self.kl = dict(forward=args.boolean(kl_forward, 'kl_forward'),
+                   balance=args.fraction(kl_balance, 'kl_balance'),
+                   free=args.non_negative(kl_free, 'kl_free'),
+                   free_avg=args.boolean(kl_free_avg, 'kl_free_avg'))
+    self.clip_rewards = args.one_of(clip_rewards, 'clip_rewards', REWARD_CLIPS)
+    self.discount = args.fraction(discount, 'discount')
+    self.pred_discount = args.boolean(pred_discount, 'pred_discount')
+    model_lr = args.positive(model_lr, 'model_lr')
+    model_eps = args.positive(model_eps, 'model_eps')
+    model_clip = args.clip_norm(model_clip, 'model_clip')
+    model_wd = args.weight_decay(model_wd, 'model_wd')
 
     self.encoder = encoders_lib.registry.build(encoder, 'WorldModel.encoder')
     self.dynamics = dynamics_lib.registry.build(dynamics, 'WorldModel.dynamics')
@@ -103,6 +112,9 @@ class WorldModel(keras.layers.Layer):
       heads['discount'] = build_head(
           discount_head, 'WorldModel.discount_head', (), dist='binary')
     self.heads = heads
+    # The encoder picks its keys for these observations now, not at the first update:
+    # keys it cannot encode are refused before the run spends anything.
+    self.encoder.build({key: (None, None, *space.shape) for key, space in obs_space.items()})
     self.optimizer = Optimizer('model', model_lr, model_eps, model_clip, model_wd)
 
   def state(self):

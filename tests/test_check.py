@@ -43,8 +43,9 @@ BAD = {
     'size negative': ('DETER = -4', ['deter', 'positive']),
     'size fraction': ('STOCH = 2.5', ['stoch', 'whole']),
     'size of a Pipeline': ('Pipeline.batch_length = 0', ['batch_length', 'at least 1']),
-    'size of a replay': ('replays.HDF5Replay.maxlen = 0', ['maxlen', 'positive']),
-    'probability': ('explorers.Plan2Explore.disag_models = 0', ['disag_models', 'positive']),
+    'size of a replay': ('replays.HDF5Replay.minlen = 0', ['minlen', 'positive']),
+    'replay maxlen below minlen': ('replays.HDF5Replay.maxlen = 5', ['maxlen', 'minlen (10)']),
+    'ensemble size': ('explorers.Plan2Explore.disag_models = 0', ['disag_models', 'at least 2']),
     'fraction': ('ActorCritic.discount_lambda = 1.5', ['discount_lambda', '[0, 1]']),
     'regex': ("MLP_KEYS = '(['", ['mlp_keys', 'regex']),
     'keys matching nothing': ("MLP_KEYS = 'nothing'", ['no observation key matches', 'MLP_KEYS']),
@@ -59,11 +60,41 @@ BAD = {
                                                             'without parentheses']),
     'output value': ('outputs.JSONL.filename = ""', ['filename']),
     'agent noise': ('Agent.expl_noise = -1', ['expl_noise']),
+    'bool as a string': ("WorldModel.pred_discount = 'False'", ['pred_discount', 'True or False']),
+    'agent bool': ("Agent.compile = 'yes'", ['Agent.compile', 'True or False']),
+    'learning rate': ('WorldModel.model_lr = 0', ['WorldModel.model_lr', '> 0']),
+    'weight decay': ('ActorCritic.wd = 1.5', ['ActorCritic.wd', '[0, 1)']),
+    'schedule without steps': (
+        "ActorCritic.actor_ent = 'linear(0.1,0,0)'", ['actor_ent', 'must be positive']),
+    'objective schedule': ("objectives.Both.mix = 'linear(0.1,0)'",
+                           ['objectives.Both.mix', 'linear(start,end,steps)']),
+    'categorical classes': ('DISCRETE = 1', ['CategoricalRSSM.discrete', 'at least 2']),
+    'gaussian std activation': (
+        "dynamics.GaussianRSSM.std_act = 'exp'", ['std_act', 'softplus, sigmoid, sigmoid2']),
+    'kernel sizes': ('encoders.DreamerEncoder.cnn_kernels = (4, 0)',
+                     ['cnn_kernels', 'positive whole numbers']),
+    'imagination horizon': ('ActorCritic.imag_horizon = 1', ['imag_horizon', 'at least 2']),
+    'grad heads': ("WorldModel.grad_heads = ['decoder', 'value']",
+                   ['grad_heads', 'decoder, reward, discount']),
+    'loss scale name': ("WorldModel.loss_scales = {'imgae': 1.0}", ['loss_scales', 'kl']),
+    'actor dist for the space': (
+        "ActorCritic.actor_dist = 'trunc_normal'", ['actor_dist', "'onehot'", 'Discrete(2)']),
+    'evaluation period': ('Pipeline.eval_every = 0', ['eval_every', 'positive']),
+    'seed': ('Pipeline.seed = -1', ['Pipeline.seed', '0 or more']),
+    'precision as text': ("Pipeline.precision = 'fp16'", ['precision', "'bf16'"]),
+    'env time limit': ('envs.Gym.time_limit = -1', ['envs.Gym.time_limit', '0 for none']),
+    'env size': ('envs.Gym.size = (64,)', ['envs.Gym.size', 'pair']),
+    'memory replay': ('replays.MemoryReplay.capacity = -1', ['MemoryReplay.capacity']),
+    'tensorboard value': ('outputs.TensorBoard.fps = 0', ['outputs.TensorBoard.fps', '> 0']),
 }
-# Explorer and objective values are read only when that component is chosen.
+# A component's values are read only when that component is chosen.
 CHOOSE = {
     'enum explorer target': ['-b', 'Pipeline.explorer = @explorers.Plan2Explore'],
-    'probability': ['-b', 'Pipeline.explorer = @explorers.Plan2Explore'],
+    'ensemble size': ['-b', 'Pipeline.explorer = @explorers.Plan2Explore'],
+    'objective schedule': ['-b', 'ActorCritic.objective = @objectives.Both'],
+    'gaussian std activation': ['-b', 'WorldModel.dynamics = @dynamics.GaussianRSSM'],
+    'memory replay': ['-b', 'Pipeline.replay = @replays.MemoryReplay'],
+    'tensorboard value': ['-b', 'Pipeline.outputs = [@outputs.JSONL, @outputs.TensorBoard]'],
 }
 
 
@@ -122,4 +153,4 @@ def test_config_check_of_a_file_names_the_file_and_line(tmp_path):
                  "include '{}'\n\nWorldModel.clip_rewards = 'tanhh'\n".format(
                      PIPELINES / 'debug.gin'))
   result = CliRunner().invoke(cli.cli, ['config', '--check', str(bad)])
-  _assert_one_line_error(result, [f'{bad}, line 4', 'tanh, identity, sign'])
+  _assert_one_line_error(result, [f'{bad}:4', 'tanh, identity, sign'])

@@ -5,13 +5,16 @@ import keras
 import tensorflow as tf
 
 from dreamkit import optim
-from dreamkit import schedules
+from dreamkit import validate
 from dreamkit.behavior import objectives as objectives_lib
 from dreamkit.behavior.imagination import imagine
 from dreamkit.behavior.returns import lambda_return
 from dreamkit.errors import ConfigError
 from dreamkit.networks import heads as heads_lib
 from dreamkit.spaces import action_size, check_action_space, is_discrete
+
+# What the actor may be: 'auto' is 'onehot' for Discrete and 'trunc_normal' for Box.
+ACTOR_DISTS = ('auto', 'onehot', 'trunc_normal', 'tanh_normal', 'normal')
 
 
 class ActorCritic(keras.layers.Layer):
@@ -59,13 +62,41 @@ class ActorCritic(keras.layers.Layer):
       reward_norm_scale=1.0, reward_norm_eps=1e-8, actor_lr=8e-5, critic_lr=2e-4,
       eps=1e-5, clip=100.0, wd=1e-6):
     super().__init__(name='actor_critic')
+    args = validate.Arguments(self)
     check_action_space(act_space, 'ActorCritic: act_space')
     self.act_space = act_space
     self.discrete = is_discrete(act_space)
     self.step = step
+    # Every value is checked before a head is built: a bad one costs nothing.
+    actor_dist = args.one_of(actor_dist, 'actor_dist', ACTOR_DISTS)
     if actor_dist == 'auto':
       actor_dist = 'onehot' if self.discrete else 'trunc_normal'
+    if (actor_dist == 'onehot') != self.discrete:
+      fits = "'onehot' (or 'auto')" if self.discrete else (
+          "one of: auto, trunc_normal, tanh_normal, normal")
+      raise ConfigError(
+          f"{args.name('actor_dist')} must be {fits} for the action space "
+          f'{act_space}, got {actor_dist!r}.')
     self.actor_dist = actor_dist
+    self.actor_ent = args.schedule(actor_ent, 'actor_ent')
+    self.discount = args.fraction(discount, 'discount')
+    self.discount_lambda = args.fraction(discount_lambda, 'discount_lambda')
+    self.imag_horizon = args.int_at_least(
+        imag_horizon, 'imag_horizon', 2, 'of at least 2 (the actor learns from H - 1 states)')
+    slow_target = args.boolean(slow_target, 'slow_target')
+    self.slow_target_update = args.positive_int(slow_target_update, 'slow_target_update')
+    self.slow_target_fraction = args.number(
+        slow_target_fraction, 'slow_target_fraction', 0, 1, low_open=True)
+    self.slow_baseline = args.boolean(slow_baseline, 'slow_baseline')
+    reward_norm = (args.fraction(reward_norm_momentum, 'reward_norm_momentum'),
+                   args.number(reward_norm_scale, 'reward_norm_scale'),
+                   args.positive(reward_norm_eps, 'reward_norm_eps'))
+    actor_lr = args.positive(actor_lr, 'actor_lr')
+    critic_lr = args.positive(critic_lr, 'critic_lr')
+    eps = args.positive(eps, 'eps')
+    clip = args.clip_norm(clip, 'clip')
+    wd = args.weight_decay(wd, 'wd')
+
     build_head = heads_lib.registry.build
     self.actor = build_head(
         actor, 'ActorCritic.actor', (action_size(act_space),), dist=actor_dist)
@@ -75,18 +106,7 @@ class ActorCritic(keras.layers.Layer):
       self.slow_critic.trainable = False  # Moved by copies, never by an optimizer.
     self.objective = objectives_lib.registry.build(
         objective, 'ActorCritic.objective', act_space)
-    self.actor_ent = schedules.parse(actor_ent, name='ActorCritic.actor_ent')
-    self.discount = float(discount)
-    self.discount_lambda = float(discount_lambda)
-    self.imag_horizon = int(imag_horizon)
-    if self.imag_horizon < 2:
-      raise ConfigError(
-          f'ActorCritic.imag_horizon must be at least 2 (the actor learns from H - 1 '
-          f'states), got {imag_horizon}.')
-    self.slow_target_update = int(slow_target_update)
-    self.slow_target_fraction = float(slow_target_fraction)
-    self.slow_baseline = bool(slow_baseline)
-    self.reward_norm = RewardNorm(reward_norm_momentum, reward_norm_scale, reward_norm_eps)
+    self.reward_norm = RewardNorm(*reward_norm)
     self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name='updates')
     self.actor_opt = optim.Optimizer('actor', actor_lr, eps, clip, wd)
     self.critic_opt = optim.Optimizer('critic', critic_lr, eps, clip, wd)

@@ -20,8 +20,8 @@ import tensorflow_probability as tfp
 
 from dreamkit import optim
 from dreamkit import registry as registry_lib
+from dreamkit import validate
 from dreamkit.behavior.actor_critic import ActorCritic, RewardNorm
-from dreamkit.errors import ConfigError
 from dreamkit.networks import distributions as dists
 from dreamkit.networks import heads as heads_lib
 from dreamkit.registry import Registry
@@ -164,27 +164,27 @@ class Plan2Explore(keras.layers.Layer, Explorer):
                disag_action_cond=True, expl_intr_scale=1.0, expl_extr_scale=0.0,
                expl_reward_norm_momentum=1.0, lr=3e-4, eps=1e-5, clip=100.0, wd=1e-6):
     super().__init__(name='plan2explore')
-    if disag_target not in self.TARGETS:
-      raise ConfigError(
-          f"Plan2Explore.disag_target must be one of {', '.join(self.TARGETS)}, got "
-          f'{disag_target!r}.')
-    if int(disag_models) < 2:
-      raise ConfigError(
-          f'Plan2Explore.disag_models must be at least 2, got {disag_models}.')
+    args = validate.Arguments(self)
+    self.disag_models = args.int_at_least(
+        disag_models, 'disag_models', 2, 'of at least 2 (an ensemble disagrees)')
+    self.disag_target = args.one_of(disag_target, 'disag_target', self.TARGETS)
+    self.disag_offset = args.non_negative_int(disag_offset, 'disag_offset')
+    self.disag_log = args.boolean(disag_log, 'disag_log')
+    self.disag_action_cond = args.boolean(disag_action_cond, 'disag_action_cond')
+    self.intr_scale = args.number(expl_intr_scale, 'expl_intr_scale')
+    self.extr_scale = args.number(expl_extr_scale, 'expl_extr_scale')
+    momentum = args.fraction(expl_reward_norm_momentum, 'expl_reward_norm_momentum')
+    lr = args.positive(lr, 'lr')
+    eps = args.positive(eps, 'eps')
+    clip = args.clip_norm(clip, 'clip')
+    wd = args.weight_decay(wd, 'wd')
     act_space = actor_critic.act_space
     self._world_model = _Untracked(world_model)   # The agent owns and saves it.
     self.act_space = act_space
     self.step = step
-    self.disag_models = int(disag_models)
-    self.disag_target = disag_target
-    self.disag_offset = int(disag_offset)
-    self.disag_log = bool(disag_log)
-    self.disag_action_cond = bool(disag_action_cond)
-    self.intr_scale = float(expl_intr_scale)
-    self.extr_scale = float(expl_extr_scale)
     self.ac = registry_lib.build(behavior, 'Plan2Explore.behavior', ActorCritic, act_space, step)
-    self.intr_norm = RewardNorm(expl_reward_norm_momentum)
-    self.extr_norm = RewardNorm(expl_reward_norm_momentum)
+    self.intr_norm = RewardNorm(momentum)
+    self.extr_norm = RewardNorm(momentum)
     self.opt = optim.Optimizer('ensemble', lr, eps, clip, wd)
     # Built here so the head factory reads its gin bindings now, not in tf.function.
     size = _target_size(world_model, disag_target)

@@ -13,7 +13,7 @@ reference's `actor_grad: auto`.
 
 import tensorflow as tf
 
-from dreamkit import schedules
+from dreamkit import validate
 from dreamkit.registry import Registry
 from dreamkit.spaces import is_discrete
 
@@ -115,7 +115,7 @@ class Both(Objective):
 
   def __init__(self, act_space, mix=0.1):
     super().__init__(act_space)
-    self.mix = schedules.parse(mix, name='objectives.Both.mix')
+    self.mix = validate.Arguments(self).schedule(mix, 'mix')
     self._reinforce = Reinforce(act_space)
     self._dynamics = Dynamics(act_space)
 

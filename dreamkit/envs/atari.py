@@ -23,6 +23,7 @@ import numpy as np
 from dreamkit.envs import registry
 from dreamkit.envs import wrappers
 from dreamkit.envs.base import Env
+from dreamkit import validate
 from dreamkit.errors import UserError
 
 # The 55 games of the DreamerV2 Atari benchmark (Atari 57 without Defender and
@@ -104,17 +105,17 @@ class Atari(Env):
   def __init__(self, task, action_repeat=4, size=(64, 64), grayscale=True, noops=30,
                life_done=False, sticky=True, all_actions=False, time_limit=27000,
                seed=None):
-    if int(action_repeat) < 1:
-      raise UserError(f'Atari action_repeat must be at least 1; got {action_repeat}.')
-    if int(noops) < 0:
-      raise UserError(f'Atari noops must be 0 or more; got {noops}.')
+    args = validate.Arguments(self)
+    self.action_repeat = self._repeat = args.positive_int(action_repeat, 'action_repeat')
+    self._size = wrappers.check_size(size, args.name('size'))
+    self._grayscale = args.boolean(grayscale, 'grayscale')
+    self._noops = args.non_negative_int(noops, 'noops')
+    self._life_done = args.boolean(life_done, 'life_done')
+    sticky = args.boolean(sticky, 'sticky')
+    all_actions = args.boolean(all_actions, 'all_actions')
+    self._clock = wrappers.EpisodeClock(time_limit, args.name('time_limit'))
+    seed = args.optional_seed(seed, 'seed')
     self.game_id = resolve_game(task)
-    self._size = wrappers.check_size(size, 'Atari')
-    self.action_repeat = self._repeat = int(action_repeat)
-    self._grayscale = bool(grayscale)
-    self._noops = int(noops)
-    self._life_done = bool(life_done)
-    self._clock = wrappers.EpisodeClock(time_limit)
     _, gymnasium = _ale()
     # The ALE's own frame cap (108,000 for v5) is switched off so that `time_limit`,
     # counted in agent steps after the no-ops, is the only cut.

@@ -21,6 +21,7 @@ import gin
 import numpy as np
 
 from dreamkit.envs.base import Env
+from dreamkit import validate
 from dreamkit.errors import UserError
 
 DEFAULT_MAX_RESTARTS = 5
@@ -91,11 +92,9 @@ class BatchedEnvs:
   # bookkeeping of failures and restarts.
 
   def _setup_restarts(self, max_restarts):
-    if int(max_restarts) != max_restarts or max_restarts < 0:
-      raise UserError(
-          f'{type(self).__name__}.max_restarts must be an integer >= 0 (restarts of one '
-          f'env copy in a row before the run stops); got {max_restarts!r}.')
-    self.max_restarts = int(max_restarts)
+    self.max_restarts = validate.Arguments(self).int_at_least(
+        max_restarts, 'max_restarts', 0,
+        '(0 or more: restarts of one env copy in a row before the run stops)')
     self.restarts = 0
     self._restart_callbacks = []
     self._in_a_row = [0] * self.num     # failures since the copy last ended an episode

@@ -16,6 +16,7 @@ from dreamkit.envs import registry
 from dreamkit.envs import wrappers
 from dreamkit.envs.base import Env
 from dreamkit.envs.parallel import Worker, WorkerError
+from dreamkit import validate
 from dreamkit.errors import UserError
 
 OBS_MODES = ('pixels', 'proprio', 'both')
@@ -136,14 +137,18 @@ class DMC(Env):
 
   def __init__(self, task, action_repeat=2, size=(64, 64), camera=None, obs='pixels',
                time_limit=0, seed=None, timeout=120.0):
-    if obs not in OBS_MODES:
-      raise UserError(f"DMC obs must be one of {', '.join(OBS_MODES)}; got {obs!r}.")
-    if int(action_repeat) < 1:
-      raise UserError(f'DMC action_repeat must be at least 1; got {action_repeat}.')
-    wrappers.EpisodeClock(time_limit)  # Validates the value before a worker starts.
-    kwargs = dict(task=task, action_repeat=int(action_repeat),
-                  size=wrappers.check_size(size, f'dmc:{task}'), camera=camera,
-                  obs=obs, time_limit=int(time_limit), seed=seed)
+    # Every value is checked here, before a worker starts.
+    args = validate.Arguments(self)
+    obs = args.one_of(obs, 'obs', OBS_MODES)
+    action_repeat = args.positive_int(action_repeat, 'action_repeat')
+    time_limit = wrappers.EpisodeClock(time_limit, args.name('time_limit')).limit
+    size = wrappers.check_size(size, args.name('size'))
+    if camera is not None and not isinstance(camera, str):
+      camera = args.non_negative_int(camera, 'camera')
+    seed = args.optional_seed(seed, 'seed')
+    timeout = args.positive(timeout, 'timeout')
+    kwargs = dict(task=task, action_repeat=action_repeat, size=size, camera=camera,
+                  obs=obs, time_limit=time_limit, seed=seed)
     user_gl = os.environ.get('MUJOCO_GL')
     backends = [user_gl] if user_gl else list(DEFAULT_BACKENDS)
     failures = []

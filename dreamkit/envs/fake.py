@@ -21,7 +21,8 @@ from gymnasium import spaces
 from dreamkit.envs import registry
 from dreamkit.envs import wrappers
 from dreamkit.envs.base import Env
-from dreamkit.errors import UserError
+from dreamkit import validate
+from dreamkit.errors import ConfigError, UserError
 
 TASKS = ('discrete', 'continuous')
 
@@ -51,21 +52,21 @@ class Fake(Env):
     if task not in TASKS:
       raise UserError(
           f"Unknown fake task '{task}'. Use fake:discrete or fake:continuous.")
+    args = validate.Arguments(self)
+    self._image = args.boolean(image, 'image')
+    self._vector = args.boolean(vector, 'vector')
     if not image and not vector:
-      raise UserError('Fake env: at least one of image and vector must be True.')
-    if int(length) < 1 or int(actions) < 1 or int(dim) < 1 or int(channels) < 1:
-      raise UserError('Fake env: length, actions, dim and channels must be at least 1.')
-    if not 0 <= terminal_prob < 1:
-      raise UserError(f'Fake env: terminal_prob must be in [0, 1); got {terminal_prob}.')
+      raise ConfigError(f"{args.name('image')} and {args.name('vector')} must not both "
+                        'be False: the env needs an observation.')
     self._discrete = task == 'discrete'
-    self._image = bool(image)
-    self._vector = bool(vector)
-    self._size = wrappers.check_size(size, 'Fake env')
-    self._channels = int(channels)
-    self._length = int(length)
-    self._actions = int(actions)
-    self._dim = int(dim)
-    self._terminal_prob = float(terminal_prob)
+    self._size = wrappers.check_size(size, args.name('size'))
+    self._channels = args.positive_int(channels, 'channels')
+    self._length = args.positive_int(length, 'length')
+    self._actions = args.positive_int(actions, 'actions')
+    self._dim = args.positive_int(dim, 'dim')
+    self._terminal_prob = args.number(
+        terminal_prob, 'terminal_prob', 0, 1, high_open=True)
+    seed = args.optional_seed(seed, 'seed')
     self._random = np.random.default_rng(seed)
     self._clock = wrappers.EpisodeClock(self._length)
     self._target = None
@@ -147,13 +148,11 @@ class Faulty(Fake):
 
   def __init__(self, task, fault='raise', at=3, times=1, marker=None, length=20,
                terminal_prob=0.0, seed=None):
-    if fault not in FAULTS:
-      raise UserError(f"Faulty env: fault must be one of {', '.join(FAULTS)}; got "
-                      f'{fault!r}.')
+    args = validate.Arguments(self)
+    self._fault = args.one_of(fault, 'fault', FAULTS)
+    self._at = args.positive_int(at, 'at')
+    self._times = args.non_negative_int(times, 'times')
     super().__init__(task, length=length, terminal_prob=terminal_prob, seed=seed)
-    self._fault = fault
-    self._at = int(at)
-    self._times = int(times)
     self._marker = pathlib.Path(marker) if marker else None
     self._steps = 0
 

@@ -16,7 +16,8 @@ from gymnasium import spaces
 from dreamkit.envs import registry
 from dreamkit.envs import wrappers
 from dreamkit.envs.base import Env
-from dreamkit.errors import UserError
+from dreamkit import validate
+from dreamkit.errors import ConfigError, UserError
 
 SUPPORTED = ('observations: Box (images: uint8 [H, W] or [H, W, C]; anything else is '
              'flattened to a float32 vector), Discrete (one-hot) and Dict of those; '
@@ -44,13 +45,13 @@ def _make_error(task, error):
   text = ' '.join(str(error).split()).rstrip('.')
   if isinstance(error, gymnasium.error.DependencyNotInstalled):
     # Registered, but its package is missing; gymnasium's text names the install.
-    return (f"Gymnasium env '{task}' is registered but needs a package that is not "
+    return (f"Gymnasium env 'gym:{task}' is registered but needs a package that is not "
             f'installed: {text}. Install it, then run again.')
   text = _GYM_HINT.sub('', text).rstrip('.')
   close = [name for name in difflib.get_close_matches(task, list(gymnasium.registry),
                                                       n=4, cutoff=0.5) if name != task]
   hint = f" Did you mean: {', '.join(close[:3])}?" if close else ''
-  return (f"Cannot make Gymnasium env '{task}': {text}.{hint} Use a registered id, or "
+  return (f"Cannot make Gymnasium env 'gym:{task}': {text}.{hint} Use a registered id, or "
           "'module:Id' to import the module that registers it.")
 
 
@@ -74,14 +75,16 @@ class Gym(Env):
   def __init__(self, task, pixels=False, size=(64, 64), action_repeat=1, time_limit=0,
                seed=None):
     import gymnasium
-    if int(action_repeat) < 1:
-      raise UserError(f'Gym action_repeat must be at least 1; got {action_repeat}.')
-    self._size = None if size is None else wrappers.check_size(size, f'gym:{task}')
-    if pixels and self._size is None:
-      raise UserError(f'gym:{task}: pixels=True needs a size (height, width).')
-    self.action_repeat = self._repeat = int(action_repeat)
-    self._pixels = bool(pixels)
-    self._clock = wrappers.EpisodeClock(time_limit)
+    args = validate.Arguments(self)
+    self.action_repeat = self._repeat = args.positive_int(action_repeat, 'action_repeat')
+    self._size = None if size is None else wrappers.check_size(size, args.name('size'))
+    self._pixels = args.boolean(pixels, 'pixels')
+    if self._pixels and self._size is None:
+      raise ConfigError(
+          f"{args.name('size')} must be a pair (height, width) when "
+          f"{args.name('pixels')} is True, got None.")
+    self._clock = wrappers.EpisodeClock(time_limit, args.name('time_limit'))
+    seed = args.optional_seed(seed, 'seed')
     kwargs = {}
     if pixels:
       kwargs['render_mode'] = 'rgb_array'

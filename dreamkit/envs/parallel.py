@@ -23,6 +23,7 @@ import gin
 
 from dreamkit import errors
 from dreamkit.envs.batched import DEFAULT_MAX_RESTARTS, BatchedEnvs, copy_seed
+from dreamkit import validate
 from dreamkit.errors import UserError
 
 _CONTEXT = multiprocessing.get_context('spawn')
@@ -248,12 +249,10 @@ class ParallelEnvs(BatchedEnvs):
 
   def __init__(self, task, num, gin_config=None, plugins=(), seed=None, timeout=60.0,
                start_timeout=300.0, max_restarts=DEFAULT_MAX_RESTARTS):
-    if int(num) < 1:
-      raise UserError(f'ParallelEnvs needs at least one copy; got num={num}.')
-    for name, value in (('timeout', timeout), ('start_timeout', start_timeout)):
-      if not isinstance(value, (int, float)) or not value > 0:
-        raise UserError(f'ParallelEnvs.{name} must be a number of seconds > 0; '
-                        f'got {value!r}.')
+    args = validate.Arguments(self)
+    num = args.positive_int(num, 'num')
+    timeout = args.positive(timeout, 'timeout')
+    start_timeout = args.positive(start_timeout, 'start_timeout')
     if gin_config is None:
       gin_config = gin.config_str()
     self.task = task

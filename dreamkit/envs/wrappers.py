@@ -6,7 +6,8 @@ Nothing here imports a simulator, so worker processes and the parent can both us
 import numpy as np
 from gymnasium import spaces
 
-from dreamkit.errors import UserError
+from dreamkit import validate
+from dreamkit.errors import ConfigError
 
 # Keys every step dict carries besides the observation keys (docs/architecture.md).
 FLAG_KEYS = ('is_first', 'is_last', 'is_terminal')
@@ -95,12 +96,9 @@ class EpisodeClock:
   A cut sets `is_last` only: `is_terminal` stays False (the reference's TimeLimit).
   """
 
-  def __init__(self, limit):
-    if limit is None or int(limit) < 0:
-      raise UserError(
-          'time_limit must be 0 (none) or a positive number of agent steps; '
-          f'got {limit}.')
-    self.limit = int(limit)
+  def __init__(self, limit, where='time_limit'):
+    self.limit = validate.int_at_least(
+        limit, where, 0, '(0 for none, else agent steps)')
     self.steps = 0
 
   def reset(self):
@@ -113,15 +111,14 @@ class EpisodeClock:
 
 
 def check_size(size, where):
-  """A (height, width) pair of positive ints, or a UserError naming `where`."""
-  try:
-    height, width = (int(x) for x in size)
-  except (TypeError, ValueError):
-    raise UserError(
-        f'{where}: size must be a pair (height, width); got {size!r}.') from None
-  if height <= 0 or width <= 0:
-    raise UserError(f'{where}: size must be positive; got {size!r}.')
-  return height, width
+  """A (height, width) pair of positive ints, or a ConfigError naming `where` (the
+  binding, `envs.Atari.size`)."""
+  size = validate.sizes(size, where)
+  if len(size) != 2:
+    raise ConfigError(
+        f'{validate.binding(where)} must be a pair (height, width) of positive whole '
+        f'numbers, got {size!r}.')
+  return size
 
 
 def _area_weights(source, target):

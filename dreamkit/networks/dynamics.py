@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from dreamkit.errors import ConfigError
+from dreamkit import validate
 from dreamkit.networks import distributions as dists
 from dreamkit.networks import layers as nets
 from dreamkit.networks.base import Dynamics
@@ -40,15 +40,17 @@ class RSSM(Dynamics):
 
   def __init__(self, deter, hidden, act, norm):
     super().__init__()
-    self.deter = deter
-    self.hidden = hidden
-    self.act = nets.get_act(act, type(self).__name__)
-    self.img_in = keras.layers.Dense(hidden, name='img_in')
+    args = validate.Arguments(self)
+    self.deter = args.positive_int(deter, 'deter')
+    self.hidden = args.positive_int(hidden, 'hidden')
+    self.act = nets.get_act(act, args.name('act'))
+    norm = nets.check_norm(norm, args.name('norm'))
+    self.img_in = keras.layers.Dense(self.hidden, name='img_in')
     self.img_in_norm = nets.NormLayer(norm, name='img_in_norm')
-    self.cell = nets.GRUCell(deter, norm=True, name='gru')
-    self.img_out = keras.layers.Dense(hidden, name='img_out')
+    self.cell = nets.GRUCell(self.deter, norm=True, name='gru')
+    self.img_out = keras.layers.Dense(self.hidden, name='img_out')
     self.img_out_norm = nets.NormLayer(norm, name='img_out_norm')
-    self.obs_out = keras.layers.Dense(hidden, name='obs_out')
+    self.obs_out = keras.layers.Dense(self.hidden, name='obs_out')
     self.obs_out_norm = nets.NormLayer(norm, name='obs_out_norm')
     self.img_dist = keras.layers.Dense(self.stats_size, name='img_dist')
     self.obs_dist = keras.layers.Dense(self.stats_size, name='obs_dist')
@@ -177,12 +179,11 @@ class CategoricalRSSM(RSSM):
   """
 
   def __init__(self, deter, hidden, stoch, discrete, act='elu', norm='none'):
-    if discrete < 2:
-      raise ConfigError(
-          f'CategoricalRSSM.discrete must be at least 2, got {discrete}; for '
-          'continuous latents use @dynamics.GaussianRSSM.')
-    self.stoch = stoch
-    self.discrete = discrete
+    args = validate.Arguments(self)
+    self.stoch = args.positive_int(stoch, 'stoch')
+    # One class would be a constant: for continuous latents, @dynamics.GaussianRSSM.
+    self.discrete = args.int_at_least(
+        discrete, 'discrete', 2, 'of at least 2 (GaussianRSSM has continuous latents)')
     super().__init__(deter, hidden, act, norm)
 
   @property
@@ -229,13 +230,10 @@ class GaussianRSSM(RSSM):
 
   def __init__(self, deter, hidden, stoch, act='elu', norm='none',
                std_act='sigmoid2', min_std=0.1):
-    if std_act not in STD_ACTS:
-      raise ConfigError(
-          f"GaussianRSSM.std_act '{std_act}' is unknown; use one of: "
-          f"{', '.join(STD_ACTS)}.")
-    self.stoch = stoch
-    self.std_act = STD_ACTS[std_act]
-    self.min_std = min_std
+    args = validate.Arguments(self)
+    self.stoch = args.positive_int(stoch, 'stoch')
+    self.std_act = STD_ACTS[args.one_of(std_act, 'std_act', STD_ACTS)]
+    self.min_std = args.non_negative(min_std, 'min_std')
     super().__init__(deter, hidden, act, norm)
 
   @property

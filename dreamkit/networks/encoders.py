@@ -5,6 +5,7 @@ import re
 import keras
 import tensorflow as tf
 
+from dreamkit import validate
 from dreamkit.errors import ConfigError, UserError
 from dreamkit.networks import layers as nets
 from dreamkit.networks.base import Encoder, input_keys
@@ -14,17 +15,16 @@ registry = Registry('encoders', Encoder)
 
 
 def compile_regex(pattern, where):
-  try:
-    return re.compile(pattern)
-  except (re.error, TypeError) as error:
-    raise ConfigError(f'{where} = {pattern!r} is not a valid regex: {error}.') from None
+  """The compiled regex `pattern`; a ConfigError naming `where` if it is not one."""
+  return re.compile(validate.regex(pattern, where))
 
 
-def split_keys(keys, cnn_keys, mlp_keys):
+def split_keys(keys, cnn_keys, mlp_keys, where='DreamerEncoder'):
   """(image keys, vector keys): a key matching `cnn_keys` is an image, else a vector
-  if it matches `mlp_keys`; reserved keys (action, reward, is_*, ...) never match."""
-  cnn_re = compile_regex(cnn_keys, 'cnn_keys')
-  mlp_re = compile_regex(mlp_keys, 'mlp_keys')
+  if it matches `mlp_keys`; reserved keys (action, reward, is_*, ...) never match.
+  `where` names the component whose regexes they are, for the message of a bad one."""
+  cnn_re = compile_regex(cnn_keys, f'{where}.cnn_keys')
+  mlp_re = compile_regex(mlp_keys, f'{where}.mlp_keys')
   keys = input_keys(keys)
   images = [k for k in keys if cnn_re.match(k)]
   vectors = [k for k in keys if k not in images and mlp_re.match(k)]
@@ -81,10 +81,15 @@ class DreamerEncoder(Encoder):
       self, cnn_keys, mlp_keys, cnn_depth, mlp_layers, mlp_units, act='elu',
       norm='none', cnn_kernels=(4, 4, 4, 4)):
     super().__init__()
-    self.cnn_keys = compile_regex(cnn_keys, 'DreamerEncoder.cnn_keys').pattern
-    self.mlp_keys = compile_regex(mlp_keys, 'DreamerEncoder.mlp_keys').pattern
-    self.act = nets.get_act(act, 'DreamerEncoder')
-    self.cnn_kernels = tuple(cnn_kernels)
+    args = validate.Arguments(self)
+    self.cnn_keys = args.regex(cnn_keys, 'cnn_keys')
+    self.mlp_keys = args.regex(mlp_keys, 'mlp_keys')
+    cnn_depth = args.positive_int(cnn_depth, 'cnn_depth')
+    mlp_layers = args.non_negative_int(mlp_layers, 'mlp_layers')
+    mlp_units = args.positive_int(mlp_units, 'mlp_units')
+    self.act = nets.get_act(act, args.name('act'))
+    norm = nets.check_norm(norm, args.name('norm'))
+    self.cnn_kernels = args.sizes(cnn_kernels, 'cnn_kernels', min_len=1)
     self.convs = [
         keras.layers.Conv2D(2 ** i * cnn_depth, kernel, 2, name=f'conv{i}')
         for i, kernel in enumerate(self.cnn_kernels)]

@@ -10,7 +10,8 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from dreamkit.errors import ConfigError, UserError
+from dreamkit import validate
+from dreamkit.errors import UserError
 from dreamkit.networks import distributions as dists
 from dreamkit.networks import layers as nets
 from dreamkit.networks.base import Head
@@ -28,13 +29,10 @@ class DistLayer(keras.layers.Layer):
 
   def __init__(self, shape, dist='mse', min_std=0.1, init_std=0.0, name=None):
     super().__init__(name=name)
-    if dist not in dists.DISTS:
-      raise ConfigError(
-          f"Unknown head distribution '{dist}'. Use one of: {', '.join(dists.DISTS)}.")
-    self.shape = tuple(shape)
-    self.dist = dist
-    self.min_std = min_std
-    self.init_std = init_std
+    self.shape = validate.sizes(shape, f'{self.name} shape')
+    self.dist = validate.one_of(dist, f'{self.name} dist', dists.DISTS)
+    self.min_std = validate.non_negative(min_std, f'{self.name} min_std')
+    self.init_std = validate.number(init_std, f'{self.name} init_std')
     size = int(np.prod(self.shape))
     self.out = keras.layers.Dense(size, name='out')
     needs_std = dist in ('normal', 'tanh_normal', 'trunc_normal')
@@ -75,7 +73,16 @@ class MLPHead(Head):
   def __init__(self, shape, layers, units, act='elu', norm='none', dist='mse',
                min_std=0.1, init_std=0.0):
     super().__init__()
-    self.shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    args = validate.Arguments(self)
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    self.shape = args.sizes(shape, 'shape')
+    layers = args.non_negative_int(layers, 'layers')
+    units = args.positive_int(units, 'units')
+    act = nets.get_act(act, args.name('act'))
+    norm = nets.check_norm(norm, args.name('norm'))
+    dist = args.one_of(dist, 'dist', dists.DISTS)
+    min_std = args.non_negative(min_std, 'min_std')
+    init_std = args.number(init_std, 'init_std')
     self.mlp = nets.MLP(layers, units, act, norm, name='mlp')
     self.head = DistLayer(self.shape, dist, min_std, init_std, name='dist')
 
@@ -120,12 +127,21 @@ class DreamerDecoder(Head):
   def __init__(self, shapes, cnn_keys, mlp_keys, cnn_depth, mlp_layers, mlp_units,
                act='elu', norm='none', cnn_kernels=(5, 5, 6, 6)):
     super().__init__()
+    args = validate.Arguments(self)
+    args.regex(cnn_keys, 'cnn_keys')
+    args.regex(mlp_keys, 'mlp_keys')
+    cnn_depth = args.positive_int(cnn_depth, 'cnn_depth')
+    mlp_layers = args.non_negative_int(mlp_layers, 'mlp_layers')
+    mlp_units = args.positive_int(mlp_units, 'mlp_units')
+    act = nets.get_act(act, args.name('act'))
+    norm = nets.check_norm(norm, args.name('norm'))
+    cnn_kernels = args.sizes(cnn_kernels, 'cnn_kernels', min_len=1)
     shapes = {k: tuple(v) for k, v in shapes.items()}
     self.image_keys, self.vector_keys = split_keys(shapes, cnn_keys, mlp_keys)
     if not self.image_keys and not self.vector_keys:
       raise no_keys_error('DreamerDecoder', shapes, cnn_keys, mlp_keys)
     self.shapes = shapes
-    self.act = nets.get_act(act, 'DreamerDecoder')
+    self.act = act
     self.cnn_depth = cnn_depth
     if self.image_keys:
       self._check_images(shapes, tuple(cnn_kernels))

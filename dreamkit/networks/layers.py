@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from dreamkit.errors import ConfigError
+from dreamkit import validate
 
 ACTIVATIONS = {
     'none': tf.identity,
@@ -19,22 +19,17 @@ ACTIVATIONS = {
 NORMS = ('none', 'layer')
 
 
-def get_act(name, where='network'):
-  """The activation function called `name` (see ACTIVATIONS)."""
+def get_act(name, where='act'):
+  """The activation function called `name` (see ACTIVATIONS); `where` is the binding
+  that chose it, for the message that lists the names."""
   if callable(name):
     return name
-  if name not in ACTIVATIONS:
-    raise ConfigError(
-        f"Unknown activation '{name}' for {where}. Use one of: "
-        f"{', '.join(sorted(ACTIVATIONS))}.")
-  return ACTIVATIONS[name]
+  return ACTIVATIONS[validate.one_of(name, where, sorted(ACTIVATIONS))]
 
 
-def check_norm(name, where='network'):
-  if name not in NORMS:
-    raise ConfigError(
-        f"Unknown norm '{name}' for {where}. Use one of: {', '.join(NORMS)}.")
-  return name
+def check_norm(name, where='norm'):
+  """`name` if it is one of NORMS ('none', 'layer'); `where` names the binding."""
+  return validate.one_of(name, where, NORMS)
 
 
 def compute_dtype():
@@ -52,7 +47,7 @@ class NormLayer(keras.layers.Layer):
 
   def __init__(self, norm='none', name=None):
     super().__init__(name=name)
-    self.norm = check_norm(norm)
+    self.norm = check_norm(norm, 'NormLayer norm')
     self.layer = keras.layers.LayerNormalization(epsilon=1e-3) if norm == 'layer' else None
 
   def call(self, x):
@@ -67,7 +62,9 @@ class MLP(keras.layers.Layer):
 
   def __init__(self, layers=4, units=400, act='elu', norm='none', name=None):
     super().__init__(name=name)
-    self.act = get_act(act, 'MLP')
+    layers = validate.non_negative_int(layers, 'MLP layers')
+    units = validate.positive_int(units, 'MLP units')
+    self.act = get_act(act, 'MLP act')
     self.dense = [keras.layers.Dense(units, name=f'dense{i}') for i in range(layers)]
     self.norms = [NormLayer(norm, name=f'norm{i}') for i in range(layers)]
     self.units = units if layers else None
@@ -96,8 +93,8 @@ class GRUCell(keras.layers.Layer):
 
   def __init__(self, size, norm=True, act='tanh', update_bias=-1.0, name=None):
     super().__init__(name=name)
-    self.size = size
-    self.act = get_act(act, 'GRUCell')
+    self.size = validate.positive_int(size, 'GRUCell size')
+    self.act = get_act(act, 'GRUCell act')
     self.update_bias = update_bias
     # The reference keeps the Dense bias even with LayerNorm after it.
     self.dense = keras.layers.Dense(3 * size, name='dense')

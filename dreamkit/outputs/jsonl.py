@@ -6,6 +6,7 @@ import math
 import os
 import pathlib
 
+from dreamkit import validate
 from dreamkit.outputs import registry
 from dreamkit.outputs.base import Output
 
@@ -118,6 +119,7 @@ class JSONL(Output):
   """
 
   def __init__(self, logdir, filename='metrics.jsonl'):
+    filename = validate.Arguments(self).text(filename, 'filename')
     self.path = pathlib.Path(logdir).expanduser() / filename
     self.path.parent.mkdir(parents=True, exist_ok=True)
     if self.path.exists():

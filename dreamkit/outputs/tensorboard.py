@@ -9,6 +9,7 @@ import pathlib
 
 import numpy as np
 
+from dreamkit import validate
 from dreamkit.outputs import registry
 from dreamkit.outputs import video as video_lib
 from dreamkit.outputs.base import Output
@@ -36,6 +37,10 @@ class TensorBoard(Output):
   """
 
   def __init__(self, logdir, fps=20, max_queue=1000, flush_millis=30000):
+    args = validate.Arguments(self)
+    fps = args.positive(fps, 'fps')
+    max_queue = args.positive_int(max_queue, 'max_queue')
+    flush_millis = args.positive_int(flush_millis, 'flush_millis')
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     self._tf = tf
     self._fps = fps

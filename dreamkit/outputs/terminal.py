@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+from dreamkit import validate
 from dreamkit.outputs import registry
 from dreamkit.outputs.base import Output
 
@@ -154,9 +155,11 @@ class Terminal(Output):
   def __init__(
       self, logdir=None, stream=None, interval=30.0, tty=None, rate_horizon=60.0):
     del logdir
+    args = validate.Arguments(self)
     self._stream = stream
-    self._interval = interval
-    self._tty = tty
+    self._interval = args.non_negative(interval, 'interval')
+    self._tty = None if tty is None else args.boolean(tty, 'tty')
+    rate_horizon = args.positive(rate_horizon, 'rate_horizon')
     self._clock = time.monotonic
     self._step_rate = _Rate(rate_horizon)
     self._train_rate = _Rate(rate_horizon)

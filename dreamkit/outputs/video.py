@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 
+from dreamkit import validate
 from dreamkit.outputs import registry
 from dreamkit.outputs.base import Output
 
@@ -118,8 +119,9 @@ class VideoFiles(Output):
   """
 
   def __init__(self, logdir, fps=20, directory='videos'):
-    self._directory = pathlib.Path(logdir).expanduser() / directory
-    self._fps = fps
+    args = validate.Arguments(self)
+    self._fps = args.positive(fps, 'fps')
+    self._directory = pathlib.Path(logdir).expanduser() / args.text(directory, 'directory')
 
   def write(self, step, metrics):
     del step, metrics  # This sink only shows videos.

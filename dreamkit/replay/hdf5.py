@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 
 import dreamkit
+from dreamkit import validate
 from dreamkit.errors import StorageError, UserError
 from dreamkit.replay import dataset as dataset_lib
 from dreamkit.replay import registry
@@ -70,21 +71,15 @@ class HDF5Replay(IndexedReplay):
       self, directory, capacity=2e6, minlen=50, maxlen=50, prioritize_ends=True,
       ongoing=False, cache_steps=10000, open_files=32, compression='gzip',
       chunk_steps=50, seed=None):
+    # Every value is checked before the directory is created.
     self._setup_index(capacity, minlen, maxlen, prioritize_ends, ongoing, seed)
-    if compression not in COMPRESSIONS:
-      raise UserError(
-          f'HDF5Replay.compression must be one of {COMPRESSIONS}, got '
-          f'{compression!r}.')
-    if int(chunk_steps) < 1 or int(open_files) < 1:
-      raise UserError(
-          'HDF5Replay.chunk_steps and open_files must be >= 1, got '
-          f'{chunk_steps!r} and {open_files!r}.')
+    args = validate.Arguments(self)
+    self._compression = args.one_of(compression, 'compression', COMPRESSIONS)
+    self._chunk_steps = args.positive_int(chunk_steps, 'chunk_steps')
+    self._open_files = args.positive_int(open_files, 'open_files')
+    self._cache_steps = args.non_negative_int(cache_steps or 0, 'cache_steps')
     self._directory = pathlib.Path(directory).expanduser()
     self._directory.mkdir(parents=True, exist_ok=True)
-    self._cache_steps = int(cache_steps or 0)
-    self._open_files = int(open_files)
-    self._compression = compression
-    self._chunk_steps = int(chunk_steps)
     self._cache = collections.OrderedDict()  # name -> episode, oldest first.
     self._cached_steps = 0
     # Guards the open files: a read and the eviction that deletes the file never

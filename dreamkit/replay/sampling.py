@@ -34,7 +34,8 @@ import threading
 
 import numpy as np
 
-from dreamkit.errors import UserError
+from dreamkit import validate
+from dreamkit.errors import ConfigError, UserError
 
 # Keys carried for logging only; the sampler never returns them.
 LOG_PREFIX = 'log_'
@@ -69,13 +70,16 @@ def episode_length(episode):
   return lengths.pop()
 
 
-def check_sampling_options(minlen, maxlen):
-  if int(minlen) != minlen or minlen < 1:
-    raise UserError(f'Replay minlen must be an integer >= 1, got {minlen!r}.')
-  if maxlen and (int(maxlen) != maxlen or maxlen < minlen):
-    raise UserError(
-        f'Replay maxlen must be 0 (no limit) or an integer >= minlen ({minlen}), '
+def check_sampling_options(minlen, maxlen, where='Replay'):
+  """(minlen, maxlen) as ints: minlen >= 1, maxlen 0 (no limit) or >= minlen; a
+  ConfigError names `where` ('replays.HDF5Replay') otherwise."""
+  minlen = validate.positive_int(minlen, f'{where}.minlen')
+  maxlen = validate.non_negative_int(maxlen or 0, f'{where}.maxlen')
+  if maxlen and maxlen < minlen:
+    raise ConfigError(
+        f'{where}.maxlen must be 0 (no limit) or a whole number >= minlen ({minlen}), '
         f'got {maxlen!r}.')
+  return minlen, maxlen
 
 
 def draw_sequence(rng, total, minlen, maxlen, prioritize_ends):

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from dreamkit import validate
 from dreamkit.replay import base
 from dreamkit.replay import dataset as dataset_lib
 from dreamkit.replay import sampling
@@ -21,12 +22,16 @@ class IndexedReplay(base.Replay):
   """A replay store built on `sampling.EpisodeIndex` and `sampling.ChunkSampler`."""
 
   def _setup_index(self, capacity, minlen, maxlen, prioritize_ends, ongoing, seed):
-    sampling.check_sampling_options(minlen, maxlen)
-    self._minlen = int(minlen)
-    self._maxlen = int(maxlen or 0)
-    self._prioritize_ends = bool(prioritize_ends)
+    """Checks and keeps the options every store shares; call it first in __init__,
+    before anything is created on disk."""
+    args = validate.Arguments(self)
+    where = args.name('minlen').rpartition('.')[0]  # 'replays.HDF5Replay'
+    self._minlen, self._maxlen = sampling.check_sampling_options(minlen, maxlen, where)
+    capacity = args.non_negative_int(capacity or 0, 'capacity')
+    self._prioritize_ends = args.boolean(prioritize_ends, 'prioritize_ends')
+    ongoing = args.boolean(ongoing, 'ongoing')
     self._index = sampling.EpisodeIndex(capacity, self._minlen, ongoing)
-    self._seeds = np.random.SeedSequence(seed)
+    self._seeds = np.random.SeedSequence(args.optional_seed(seed, 'seed'))
     self._signature = None
     self._skipped = 0
 

@@ -14,6 +14,7 @@ where the value came from (`file:line`, or the `-b` binding).
 """
 
 import contextlib
+import io
 import re
 import tempfile
 from pathlib import Path
@@ -31,8 +32,11 @@ def check(s):
   """Builds the env, the agent, the replay and the outputs of settings `s` (a
   Pipeline) and closes them; a UserError says what is wrong. Returns one line."""
   from dreamkit.runner import train  # pylint: disable=import-outside-toplevel
-  precision = precision_lib.set_precision(s.precision)
   with contextlib.ExitStack() as stack:
+    # What building prints (the encoder's keys, a precision fallback) is not the
+    # answer: the answer is one line.
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    precision = precision_lib.set_precision(s.precision)
     envs = stack.enter_context(
         train._make_envs(s, 1, s.seed))  # pylint: disable=protected-access
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
@@ -45,6 +49,7 @@ def check(s):
       replay = replays_lib.registry.build(s.replay, 'Pipeline.replay',
                                           Path(folder) / 'replay')
       replay.close()
+    stack.close()
     keys = ', '.join(f'{key} {tuple(space.shape)}'
                      for key, space in envs.obs_space.items()
                      if not key.startswith(('is_', 'log_')) and key != 'reward')
@@ -81,11 +86,19 @@ def locate(error, loaded):
       binding = {f'{component.name}.{parameter.name}', f'{unscoped}.{parameter.name}',
                  f"{unscoped.split('.')[-1]}.{parameter.name}"}
       call = parameter.value.endswith('()') and parameter.value in message
-      if (binding & named or call) and parameter.source not in places:
+      # A string the message quotes ('gym:CartPol-v1'): the value it is about.
+      quoted = parameter.value[:1] in ('"', "'") and len(parameter.value) > 4 and (
+          parameter.value in message)
+      if (binding & named or call or quoted) and parameter.source not in places:
         places.append(parameter.source)
   if not places:
     return message
-  return f"{message.rstrip()} (set at {'; '.join(places)})"
+  # Before gin's "In call to configurable ..." notes, which the CLI turns into a path.
+  lines = message.rstrip().splitlines()
+  notes = [i for i, line in enumerate(lines) if line.strip().startswith('In call to')]
+  first_note = notes[0] if notes else len(lines)
+  lines[first_note - 1] += f" (set at {'; '.join(places)})"
+  return '\n'.join(lines)
 
 
 def located(error, loaded):

@@ -14,8 +14,10 @@ from pathlib import Path
 import gin
 
 from dreamkit import config as config_lib
+from dreamkit import envs as envs_lib
 from dreamkit import plugins as plugins_lib
-from dreamkit.errors import ConfigError
+from dreamkit import precision as precision_lib
+from dreamkit import validate
 from dreamkit.runner import train  # Registers Agent, WorldModel, ActorCritic with gin.
 
 EXIT_CTRL_C, EXIT_SIGTERM = train.EXIT_CTRL_C, train.EXIT_SIGTERM
@@ -75,36 +77,39 @@ class Pipeline:
       train_steps=1, eval_every=int(1e5), eval_eps=1, log_every=int(1e4),
       video_every=int(1e5), expl_until=0, checkpoint_every=int(1e4), keep_checkpoints=2,
       max_nonfinite=100, batch_size=16, batch_length=50, precision=16, eager=False, seed=0):
+    args = validate.Arguments(self)
     self.task = task
+    envs_lib.parse_task(task, 'Pipeline.task')  # Its prefix names a registered env.
     self.logdir = Path(logdir) if logdir else _fresh_logdir(task, seed)
     self.loaded = loaded or config_lib.Loaded([], [], plugins_lib.loaded_files())
     self.replay, self.outputs = replay, list(outputs)
     self.world_model, self.actor_critic = world_model, actor_critic
     self.explorer, self.agent = explorer, agent
-    self.steps = int(steps)
-    self.envs, self.eval_envs, self.parallel = int(envs), int(eval_envs), bool(parallel)
-    self.prefill, self.pretrain = int(prefill), int(pretrain)
-    self.train_every, self.train_steps = int(train_every), int(train_steps)
-    self.eval_every, self.eval_eps = int(eval_every), int(eval_eps)
-    self.log_every, self.video_every = int(log_every), int(video_every)
-    self.expl_until = int(expl_until)
-    self.checkpoint_every = int(checkpoint_every)
-    self.keep_checkpoints = int(keep_checkpoints)
-    self.max_nonfinite = int(max_nonfinite)
-    self.batch_size, self.batch_length = int(batch_size), int(batch_length)
-    self.precision, self.eager, self.seed = precision, bool(eager), int(seed)
-    for name in ('steps', 'envs', 'train_every', 'batch_size', 'batch_length',
-                 'log_every', 'keep_checkpoints'):
-      if getattr(self, name) < 1:
-        raise ConfigError(f'Pipeline.{name} must be at least 1, got {getattr(self, name)}.')
-    if self.max_nonfinite < 0:
-      raise ConfigError(
-          f'Pipeline.max_nonfinite must be 0 (never stop) or more, got {self.max_nonfinite}.')
-    if self.eval_eps and (self.eval_every < 1 or self.eval_envs < 1):
-      raise ConfigError(
-          f'Pipeline.eval_every ({self.eval_every}) and Pipeline.eval_envs '
-          f'({self.eval_envs}) must be at least 1 while Pipeline.eval_eps is '
-          f'{self.eval_eps}; set Pipeline.eval_eps = 0 to switch evaluation off.')
+    self.steps = args.positive_int(steps, 'steps')
+    self.envs = args.positive_int(envs, 'envs')
+    self.eval_eps = args.non_negative_int(eval_eps, 'eval_eps')
+    if self.eval_eps:  # Read only while evaluation is on.
+      self.eval_envs = args.positive_int(eval_envs, 'eval_envs')
+      self.eval_every = args.positive_int(eval_every, 'eval_every')
+    else:
+      self.eval_envs, self.eval_every = int(eval_envs), int(eval_every)
+    self.parallel = args.boolean(parallel, 'parallel')
+    self.prefill = args.non_negative_int(prefill, 'prefill')
+    self.pretrain = args.non_negative_int(pretrain, 'pretrain')
+    self.train_every = args.positive_int(train_every, 'train_every')
+    self.train_steps = args.non_negative_int(train_steps, 'train_steps')
+    self.log_every = args.positive_int(log_every, 'log_every')
+    self.video_every = args.non_negative_int(video_every, 'video_every')
+    self.expl_until = args.non_negative_int(expl_until, 'expl_until')
+    self.checkpoint_every = args.positive_int(checkpoint_every, 'checkpoint_every')
+    self.keep_checkpoints = args.positive_int(keep_checkpoints, 'keep_checkpoints')
+    self.max_nonfinite = args.int_at_least(
+        max_nonfinite, 'max_nonfinite', 0, '(0 to never stop, else updates in a row)')
+    self.batch_size = args.positive_int(batch_size, 'batch_size')
+    self.batch_length = args.positive_int(batch_length, 'batch_length')
+    self.precision = precision_lib.check(precision, 'Pipeline.precision')
+    self.eager = args.boolean(eager, 'eager')
+    self.seed = args.non_negative_int(seed, 'seed')
 
   def run(self):
     """Trains until `steps` agent steps; Ctrl-C or SIGTERM saves and exits 130 / 143."""
