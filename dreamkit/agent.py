@@ -73,6 +73,7 @@ class Agent(keras.layers.Layer):
     self.eval_noise = noise(eval_noise, 'eval_noise')
     self.image_keys = [
         key for key, shape in world_model.shapes.items() if len(shape) == 3]
+    self._compile, self._jit_compile = bool(compile), bool(jit_compile)
     if compile:
       self._policy_fn = tf.function(self._policy, jit_compile=jit_compile)
       self._train_fn = tf.function(self._train, jit_compile=jit_compile)
@@ -113,6 +114,18 @@ class Agent(keras.layers.Layer):
 
   def policy(self, obs, state=None, mode='train'):
     """Actions for a batch of step dicts obs {key: [N, ...]}: ({'action': [N, A]}, state)."""
+    return self._call_policy(self._policy_fn, obs, state, mode)
+
+  def fresh_policy(self, mode):
+    """`policy(obs, state)` in `mode` through a function traced anew: its random ops
+    (the posterior's samples) start from TensorFlow's global seed as it is when it is
+    first called, not where earlier calls of `policy` left them. Evaluations use it
+    so that they can be replayed from a checkpoint (runner/evaluation.py)."""
+    function = (tf.function(self._policy, jit_compile=self._jit_compile)
+                if self._compile else self._policy)
+    return lambda obs, state=None: self._call_policy(function, obs, state, mode)
+
+  def _call_policy(self, function, obs, state, mode):
     if mode not in MODES:
       raise ValueError(f"Agent.policy: mode must be one of {MODES}, got '{mode}'.")
     obs = {
@@ -120,7 +133,7 @@ class Agent(keras.layers.Layer):
         if not key.startswith('log_')}
     if state is None:
       state = self.initial_state(int(obs['is_first'].shape[0]))
-    return self._policy_fn(obs, state, mode)
+    return function(obs, state, mode)
 
   def _policy(self, obs, state, mode):
     latent, action = state

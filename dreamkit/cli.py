@@ -1,4 +1,4 @@
-"""The `dreamkit` command line: run, config, components, plot.
+"""The `dreamkit` command line: run, eval, dream, config, components, plot.
 
 User errors (a missing file, a gin mistake, an unknown component, a broken plugin)
 print one message and exit with code 2; `--traceback` shows the traceback instead.
@@ -233,7 +233,7 @@ def cli():
 
 
 @cli.command()
-@_PIPELINES
+@click.argument('pipelines', nargs=-1, required=True, type=click.Path())
 @_BINDINGS
 @_PLUGINS
 @_TASK
@@ -246,7 +246,25 @@ def cli():
 @_TRACEBACK
 @_handle_errors
 def run(pipelines, bindings, plugins, task, steps, seed, logdir):
-  """Train: parse PIPELINES (later files override earlier ones) and run."""
+  """Train: parse PIPELINES (later files override earlier ones) and run.
+
+  Or resume a run by its logdir alone: `dreamkit run LOGDIR` parses the run's
+  recorded config.gin with its recorded plugins; -b, --steps and the other options
+  still apply on top.
+  """
+  if any(os.path.isdir(path) for path in pipelines):
+    from dreamkit.runner import record
+    if len(pipelines) > 1 or logdir:
+      raise UserError(
+          'dreamkit run LOGDIR resumes the run in that folder by itself: pass no '
+          '.gin file and no --logdir beside it.')
+    record.read(pipelines[0])  # Not a logdir: one line before TensorFlow starts.
+    _import_tensorflow_quietly()
+    loaded = record.load(pipelines[0], _run_bindings(bindings, task, steps, seed), plugins)
+    from dreamkit.runner import pipeline
+    with _located(loaded):
+      pipeline.Pipeline(loaded=loaded, logdir=pipelines[0]).run()
+    return
   loaded = _load(pipelines, bindings, plugins, task, steps, seed)
   from dreamkit.runner import pipeline
   # Passed only when given, so a `Pipeline.logdir` binding can set it too.
@@ -270,6 +288,86 @@ def _located(loaded):
     if gin_access.error_facts(e).kind not in ('required', 'called_without_arguments'):
       raise
     raise check.located(config.explain(e), loaded) from e
+
+
+@cli.command(name='eval')
+@click.argument('logdir', type=click.Path(file_okay=False))
+@click.option('--checkpoint', default='latest', show_default=True, metavar='latest|STEP',
+              help='The checkpoint to evaluate: the latest, or the agent step of a kept one.')
+@click.option('--episodes', default=None, type=int, metavar='N',
+              help="Episodes to play.  [default: the run's Pipeline.eval_eps]")
+@click.option('--envs', default=None, type=int, metavar='K',
+              help="Env copies in lock step (in parallel with Pipeline.parallel).  "
+                   "[default: the run's Pipeline.eval_envs]")
+@click.option('--task', default=None, metavar='TASK',
+              help='Evaluate on another task (transfer); env options go in -b, e.g. '
+                   "-b 'envs.Atari.sticky = False'.")
+@click.option('--video', default=None, type=click.Path(dir_okay=False),
+              help='Write the first episode as a .gif or .mp4.')
+@click.option('--mode', default='eval', show_default=True,
+              type=click.Choice(['eval', 'train']),
+              help="eval: the actor's mode, as the runner evaluates; train: sampled actions.")
+@click.option('--out', default=None, type=click.Path(dir_okay=False),
+              help='The JSONL file for the rows.  [default: LOGDIR/eval/<step>.jsonl]')
+@_BINDINGS
+@_PLUGINS
+@_VERBOSE
+@_TRACEBACK
+@_handle_errors
+def eval_command(logdir, checkpoint, episodes, envs, task, video, mode, out, bindings,
+                 plugins):
+  """Play a trained run's checkpoint and print its returns.
+
+  The run is rebuilt from LOGDIR alone and its checkpoint restored read-only: no file
+  of the run changes. With the run's own --episodes and --envs (the defaults), the
+  mean return is the runner's own eval_return at that step. Atari adds the
+  gamer-normalised score and the paper's DreamerV2 score at the same frames.
+  """
+  from dreamkit import evaluate
+  from dreamkit.runner import record
+  record.read(logdir)  # Not a logdir: one line before TensorFlow starts.
+  _import_tensorflow_quietly()
+  result = evaluate.evaluate(logdir, checkpoint, episodes, envs, task, video, mode, out,
+                             bindings, plugins)
+  click.echo(evaluate.table(result))
+
+
+@cli.command()
+@click.argument('logdir', type=click.Path(file_okay=False))
+@click.option('--context', default=5, show_default=True, type=int,
+              help='Real steps fed to the posterior first.')
+@click.option('--horizon', default=45, show_default=True, type=int,
+              help='Steps imagined after them.')
+@click.option('--samples', default=6, show_default=True, type=int,
+              help='Sequences from the replay, side by side.')
+@click.option('--actions', default='actor', show_default=True,
+              type=click.Choice(['actor', 'real']),
+              help="Who acts in imagination: the actor, or the recorded actions (the "
+                   "model alone, open loop).")
+@click.option('--checkpoint', default='latest', show_default=True, metavar='latest|STEP')
+@click.option('--seed', default=0, show_default=True, type=int,
+              help='Seeds the choice of sequences and the imagination.')
+@click.option('-o', '--output', default='dream.gif', show_default=True,
+              type=click.Path(dir_okay=False), help='The .gif or .mp4 to write.')
+@_BINDINGS
+@_PLUGINS
+@_VERBOSE
+@_TRACEBACK
+@_handle_errors
+def dream(logdir, context, horizon, samples, actions, checkpoint, seed, output,
+          bindings, plugins):
+  """Show what the world model imagines from real sequences of the run's replay.
+
+  Writes OUTPUT (truth | model | difference per sample), a PNG contact sheet, a plot
+  of imagined against real rewards and discounts, and the per-step errors as JSON.
+  """
+  from dreamkit import dream as dream_lib
+  from dreamkit.runner import record
+  record.read(logdir)
+  _import_tensorflow_quietly()
+  report = dream_lib.dream(logdir, context, horizon, samples, output, checkpoint,
+                           actions, seed, bindings, plugins)
+  click.echo(report.text())
 
 
 @cli.command(name='config')

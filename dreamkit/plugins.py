@@ -22,7 +22,7 @@ from dreamkit.errors import ConfigError
 PACKAGE = 'dreamkit_plugins'
 ENTRY_POINT_GROUP = 'dreamkit.plugins'
 _loaded_files = {}  # module name -> resolved path
-_loaded_entry_points = set()
+_loaded_entry_points = {}  # (name, value) -> what a run records of it
 
 
 def module_name(path):
@@ -106,9 +106,19 @@ def load_entry_points():
           f"Plugin entry point '{entry_point.name} = {entry_point.value}' (group "
           f'{ENTRY_POINT_GROUP}) failed to import: {type(e).__name__}: {e}. '
           'Fix or uninstall that package.') from None
-    _loaded_entry_points.add(key)
+    dist = getattr(entry_point, 'dist', None)
+    _loaded_entry_points[key] = {
+        'name': entry_point.name, 'value': entry_point.value,
+        'distribution': dist.name if dist is not None else None,
+        'version': dist.version if dist is not None else None}
     names.append(entry_point.name)
   return names
+
+
+def loaded_entry_points():
+  """[{'name', 'value', 'distribution', 'version'}] of every entry point loaded so
+  far: what a run records, so that it can say what to install to rebuild it."""
+  return [dict(info) for info in _loaded_entry_points.values()]
 
 
 def loaded_files():

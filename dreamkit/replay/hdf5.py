@@ -65,12 +65,16 @@ class HDF5Replay(IndexedReplay):
     compression: 'gzip' (level 1: smallest files and cheapest sampling here), 'lzf' or 'none' for images.
     chunk_steps: steps per HDF5 chunk of an image dataset.
     seed: seed of the sampling random generator (None: fresh entropy).
+    read_only: sample an existing directory without changing it (offline training
+      on another run's or your own episodes): nothing is written, removed or
+      deleted; a torn, foreign or differently shaped file is skipped with a warning,
+      and `add_episode` is refused.
   """
 
   def __init__(
       self, directory, capacity=2e6, minlen=50, maxlen=50, prioritize_ends=True,
       ongoing=False, cache_steps=10000, open_files=32, compression='gzip',
-      chunk_steps=50, seed=None):
+      chunk_steps=50, seed=None, read_only=False):
     # Every value is checked before the directory is created.
     self._setup_index(capacity, minlen, maxlen, prioritize_ends, ongoing, seed)
     args = validate.Arguments(self)
@@ -79,7 +83,13 @@ class HDF5Replay(IndexedReplay):
     self._open_files = args.positive_int(open_files, 'open_files')
     self._cache_steps = args.non_negative_int(cache_steps or 0, 'cache_steps')
     self._directory = pathlib.Path(directory).expanduser()
-    self._directory.mkdir(parents=True, exist_ok=True)
+    self._read_only = bool(read_only)
+    if self._read_only and not self._directory.is_dir():
+      raise UserError(
+          f'No episode directory {self._directory}: offline training reads a folder '
+          'of HDF5 episodes, such as a run\'s replay/ (docs/after_training.md).')
+    if not self._read_only:
+      self._directory.mkdir(parents=True, exist_ok=True)
     self._cache = collections.OrderedDict()  # name -> episode, oldest first.
     self._cached_steps = 0
     # Guards the open files: a read and the eviction that deletes the file never
@@ -98,6 +108,8 @@ class HDF5Replay(IndexedReplay):
     return self._directory
 
   def _store(self, episode, length):
+    if self._read_only:
+      raise UserError(f'Replay: {self._directory} is read-only here; no episode is added.')
     name = self._new_name(length)
     try:
       write_atomic(
@@ -150,6 +162,9 @@ class HDF5Replay(IndexedReplay):
             f'{uuid.uuid4().hex}-{length}{SUFFIX}')
 
   def _load(self):
+    if self._read_only:
+      self._load_read_only()
+      return
     for temp in sorted(self._directory.glob('*' + TEMP_SUFFIX)):
       warnings.warn(f'Replay: removing the unfinished episode file {temp}.')
       temp.unlink(missing_ok=True)
@@ -183,6 +198,41 @@ class HDF5Replay(IndexedReplay):
           len(beyond), capacity)
     for name in beyond:
       (self._directory / name).unlink(missing_ok=True)
+
+  def _load_read_only(self):
+    """Indexes the newest episodes up to capacity, touching no file. Each must open
+    as an episode (check_file) with the keys, dtypes and step shapes of the newest
+    one; any other file is skipped with a warning."""
+    found = []
+    for path in sorted(self._directory.iterdir()):
+      length = length_from_name(path.name)
+      if length is None:
+        warnings.warn(f'Replay: skipping {path}: not an episode file '
+                      f'(<time>-<id>-<length>{SUFFIX}).')
+      elif length >= self._minlen:
+        found.append((path.name, length))
+    keep, steps, signature = [], 0, None
+    capacity = self._index.capacity
+    while found and not (capacity and steps >= capacity):
+      name, length = found.pop()
+      problem = check_file(self._directory / name, length)
+      if not problem:
+        with h5py.File(self._directory / name, 'r') as handle:
+          mine = sampling.signature_of(dict(handle.items()))
+        signature = signature or mine
+        if mine != signature:
+          problem = (f'{self._directory / name}: its keys and shapes '
+                     f'{_describe(mine)} differ from the newest episode\'s '
+                     f'{_describe(signature)}')
+      if problem:
+        warnings.warn(f'Replay: skipping episode file: {problem}')
+        continue
+      keep.append((name, length))
+      steps += length
+    for name, length in reversed(keep):
+      self._index.add(name, length)
+    self._index.total_steps = self._index.steps
+    self._index.total_episodes = self._index.episodes
 
   def _delete(self, name):
     episode = self._cache.pop(name, None)
@@ -230,6 +280,11 @@ class HDF5Replay(IndexedReplay):
         raise sampling.EpisodeUnavailable(
             f'dropping unreadable episode file {self._directory / name}: '
             f'{error!r}') from error
+
+
+def _describe(signature):
+  return ', '.join(f'{key} {dtype}{list(shape)}'
+                   for key, (dtype, shape) in sorted(signature.items()))
 
 
 def _first_line(error):

@@ -194,16 +194,18 @@ class Checkpoint:
       else:
         path.unlink(missing_ok=True)
 
-  def restore(self):
+  def restore(self, path=None):
     """Restores the newest readable checkpoint; returns False when there is none.
 
     One that cannot be read (torn or damaged files) is skipped with a warning for
-    the one before it (`Pipeline.keep_checkpoints` keeps that many).
+    the one before it (`Pipeline.keep_checkpoints` keeps that many). With `path`,
+    restores that one checkpoint only (`dreamkit eval --checkpoint STEP`). Restoring
+    reads files and writes none.
 
     Raises:
       UserError: a checkpoint of another configuration, or none can be read.
     """
-    paths = list(reversed(self._manager.checkpoints))  # Newest first.
+    paths = [path] if path else list(reversed(self._manager.checkpoints))  # Newest first.
     if not paths:
       return False
     problems = []

@@ -54,7 +54,8 @@ class Pipeline:
     eval_every / eval_eps: evaluate the actor's mode every `eval_every` steps for
       `eval_eps` episodes (0 disables evaluation).
     log_every: agent steps between metrics rows.
-    video_every: agent steps between open-loop prediction videos (0: never).
+    video_every: agent steps between open-loop prediction videos and, at the next
+      evaluation, a video of the agent playing its first episode (0: never).
     expl_until: collect with the explorer (policy mode 'explore') until this agent
       step, then with the task actor; 0: for the whole run, as the reference does.
       With `Greedy` both are the task actor.
@@ -68,6 +69,10 @@ class Pipeline:
     precision: 32, 16 (mixed float16; bfloat16 or float32 on a CPU) or 'bf16'.
     eager: run every tf.function eagerly, for line-by-line debugging.
     seed: seeds TF, NumPy and the env copies (copy i gets seed + i).
+    offline: train from a folder of episodes without stepping an env
+      (runner/offline.py); evaluation still runs on `task` unless `eval_eps` is 0.
+    offline_data: that folder, any dreamkit HDF5 store (another run's replay/),
+      opened read-only; None: this run's own replay/.
   """
 
   def __init__(
@@ -76,7 +81,8 @@ class Pipeline:
       eval_envs=1, parallel=False, prefill=10000, pretrain=1, train_every=5,
       train_steps=1, eval_every=int(1e5), eval_eps=1, log_every=int(1e4),
       video_every=int(1e5), expl_until=0, checkpoint_every=int(1e4), keep_checkpoints=2,
-      max_nonfinite=100, batch_size=16, batch_length=50, precision=16, eager=False, seed=0):
+      max_nonfinite=100, batch_size=16, batch_length=50, precision=16, eager=False, seed=0,
+      offline=False, offline_data=None):
     args = validate.Arguments(self)
     self.task = task
     envs_lib.parse_task(task, 'Pipeline.task')  # Its prefix names a registered env.
@@ -110,6 +116,9 @@ class Pipeline:
     self.precision = precision_lib.check(precision, 'Pipeline.precision')
     self.eager = args.boolean(eager, 'eager')
     self.seed = args.non_negative_int(seed, 'seed')
+    self.offline = args.boolean(offline, 'offline')
+    self.offline_data = None if offline_data is None else args.text(
+        str(offline_data), 'offline_data')
 
   def run(self):
     """Trains until `steps` agent steps; Ctrl-C or SIGTERM saves and exits 130 / 143."""

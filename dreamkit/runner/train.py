@@ -4,8 +4,9 @@
 
 In the order the code runs it:
 
- 1. Seeds, precision, the train and eval envs and the agent from their spaces:
-    every value is checked before anything is written (`config --check` too).
+ 1. Seeds, precision, the train envs (offline: the episode folder, read-only) and
+    the agent from their spaces: every value is checked before anything is written
+    (`config --check` too).
  2. The logdir, the run's record (config.gin, plugins.json), the outputs and the
     replay store; the stack closes all of it at exit, in reverse.
  3. The driver and its subscribers: replay, the step counter, episode rows.
@@ -13,7 +14,9 @@ In the order the code runs it:
  5. The dataset and one update that builds every variable of the agent.
  6. Restore the checkpoint, or start: write config.gin and pretrain.
  7. From here a stop saves a checkpoint. Evaluate, then alternate collecting and
-    training until the step budget, evaluating every `eval_every` steps.
+    training (offline: training alone) until the step budget, evaluating every
+    `eval_every` steps in fresh env copies seeded from (seed, step), so that
+    `dreamkit eval` can play them again (runner/evaluation.py).
 
 All step counts are agent steps (env steps after action repeat). Ctrl-C or SIGTERM
 saves and exits with 130 or 143, so a scheduler can tell a stopped run from a
@@ -23,7 +26,6 @@ finished one.
 import contextlib
 import dataclasses
 import errno
-import json
 import shutil
 import signal
 
@@ -42,6 +44,9 @@ from dreamkit.behavior.exploration import RandomPolicy
 from dreamkit.errors import StorageError, UserError
 from dreamkit.outputs import video as video_lib
 from dreamkit.runner import checkpoint as checkpoint_lib
+from dreamkit.runner import evaluation
+from dreamkit.runner import offline as offline_lib
+from dreamkit.runner import record as record_lib
 from dreamkit.runner.driver import Driver
 from dreamkit.runner.rows import Counters, Rows, recorded_counters
 from dreamkit.schedules import Every
@@ -133,12 +138,15 @@ def _train(s, stack, record):
   rng = checkpoint_lib.numpy_rng(s.seed)
   precision_lib.set_precision(s.precision)  # Before any layer is built.
   tf.config.run_functions_eagerly(s.eager)
-  train_envs = stack.enter_context(_make_envs(s, s.envs, s.seed))
-  eval_envs = stack.enter_context(_make_envs(s, s.eval_envs, s.seed + 1000)) \
-      if s.eval_eps else None
+  if s.offline:  # Episodes from a folder, read-only; envs only to evaluate.
+    replay = offline_lib.open_data(s)
+    stack.callback(replay.close)
+    train_envs, spaces = None, _offline_spaces(s, replay)
+  else:
+    train_envs = spaces = stack.enter_context(_make_envs(s, s.envs, s.seed))
   counters = Counters.create()
   agent = agent_lib.build(
-      train_envs.obs_space, train_envs.act_space, counters.step, s.world_model,
+      spaces.obs_space, spaces.act_space, counters.step, s.world_model,
       s.actor_critic, s.explorer, s.agent)
 
   # 2. The record of the run.
@@ -150,7 +158,7 @@ def _train(s, stack, record):
     # A resumed run keeps the config.gin it was started with until its checkpoint
     # is restored: a refused restore must leave the run's own record in place.
     config_lib.save(logdir, 'config.gin')
-  (logdir / 'plugins.json').write_text(json.dumps(s.loaded.plugins, indent=1))
+  record_lib.write(logdir, s.loaded)  # plugins.json, and copies of the plugin files
   signals = _Signals(stack)  # SIGTERM and Ctrl-C; a save finishes first.
 
   # What has to be closed at exit (after the envs); the stack closes it in reverse
@@ -160,25 +168,21 @@ def _train(s, stack, record):
     outputs = [stack.enter_context(contextlib.closing(
         outputs_lib.registry.build(make, 'Pipeline.outputs', logdir)))
                for make in s.outputs]
-    replay = replays_lib.registry.build(s.replay, 'Pipeline.replay', logdir / 'replay')
-    stack.callback(replay.close)
+    if not s.offline:
+      replay = replays_lib.registry.build(s.replay, 'Pipeline.replay', logdir / 'replay')
+      stack.callback(replay.close)
   for output in outputs:
     output.text('config', config_lib.resolved_str())
 
   # 3. The driver; replay, counters and rows subscribe to it.
-  rows = Rows(outputs, counters, train_envs.action_repeat, s.steps)
-  driver = Driver(train_envs)
-  driver.on_step(replay.add_step)
+  rows = Rows(outputs, counters, spaces.action_repeat, s.steps)
+  env_restarts = [0]
 
   def count_restart(index, reason):  # A failed env copy was restarted (docs/envs.md).
     del index, reason
+    env_restarts[0] += 1
     step = int(counters.step)
-    rows.emit(step, {'env_restarts': sum(envs.restarts for envs in (train_envs, eval_envs)
-                                         if envs is not None), 'frames': rows.frames(step)})
-
-  for envs in (train_envs, eval_envs):
-    if envs is not None:
-      envs.on_restart(count_restart)
+    rows.emit(step, {'env_restarts': env_restarts[0], 'frames': rows.frames(step)})
 
   def count_step(transition, worker):
     del worker
@@ -191,12 +195,18 @@ def _train(s, stack, record):
     counters.episodes.assign_add(1)
     rows.episode(episode)
 
-  driver.on_step(count_step)
-  driver.on_episode(count_episode)
+  driver = None
+  if train_envs is not None:
+    train_envs.on_restart(count_restart)
+    driver = Driver(train_envs)
+    driver.on_step(replay.add_step)
+    driver.on_step(count_step)
+    driver.on_episode(count_episode)
 
   # Counters never go backwards: a logdir's rows and stored episodes show how far
   # its run got (a SIGKILL can come before any checkpoint, or long after the last).
-  reached = recorded_counters(logdir / 'metrics.jsonl', replay.stats)
+  # An offline run's episodes are not its own steps.
+  reached = recorded_counters(logdir / 'metrics.jsonl', {} if s.offline else replay.stats)
   resumed = (checkpoints / 'checkpoint').exists()
   if not resumed and reached['step']:
     counters.advance_to(reached)
@@ -206,7 +216,7 @@ def _train(s, stack, record):
           'the kept replay.')
 
   # 4. Prefill: the replay of a resumed run is already filled.
-  if not resumed:
+  if not resumed and driver is not None:
     missing = s.prefill - int(replay.stats['steps'])
     if missing > 0:
       record.unsaved = ('stopped during the prefill, before the first update; the '
@@ -305,11 +315,7 @@ def _train(s, stack, record):
     explore = not s.expl_until or int(counters.step) < s.expl_until
     return agent.policy(obs, state, mode='explore' if explore else 'train')
 
-  def train_and_log(transition, worker):
-    del worker
-    if transition['is_first']:
-      return
-    step = int(counters.step)
+  def train_and_log(step):
     if should_train(step):
       for _ in range(s.train_steps):
         update()
@@ -323,17 +329,44 @@ def _train(s, stack, record):
     if should_save(step):
       save()
 
-  driver.on_step(train_and_log)
+  def offline_steps(steps):
+    """Offline, the counter advances without an env (runner/offline.py)."""
+    for _ in range(steps):
+      counters.step.assign_add(1)
+      rows.progress()
+      train_and_log(int(counters.step))
+
+  if driver is not None:
+    driver.on_step(lambda transition, worker: None if transition['is_first']
+                   else train_and_log(int(counters.step)))
+  should_policy_video = Every(s.video_every, step)
 
   def evaluate():
-    if eval_envs is not None:
-      _evaluate(agent, eval_envs, s.eval_eps, rows)
+    """Fresh env copies and a policy seeded from (seed, step): `dreamkit eval` of
+    this step's checkpoint plays the same episodes (runner/evaluation.py)."""
+    if not s.eval_eps:
+      return
+    step = int(counters.step)
+    env_seed, policy_seed, train_seed = evaluation.seeds(s.seed, step)
+    with _make_envs(s, s.eval_envs, env_seed) as envs:
+      envs.on_restart(count_restart)
+      episodes = evaluation.play(agent, envs, s.eval_eps, policy_seed)
+    tf.random.set_seed(train_seed)  # Training draws from a stream of its own again.
+    _report_evaluation(agent, episodes, rows)
+    if should_policy_video(step):  # A real episode, beside the open-loop predictions.
+      for name, frames in evaluation.policy_videos(agent, episodes[0]).items():
+        for output in outputs:
+          output.video(step, name, video_lib.as_video(frames))
 
   # As the reference: evaluate before collecting, then every `eval_every` steps.
   evaluate()
   while int(counters.step) < s.steps:
     remaining = s.steps - int(counters.step)
-    driver(policy, steps=min(remaining, s.eval_every) if eval_envs else remaining)
+    steps = min(remaining, s.eval_every) if s.eval_eps else remaining
+    if driver is None:
+      offline_steps(steps)
+    else:
+      driver(policy, steps=steps)
     evaluate()
   rows.write(int(counters.step), replay.stats['steps'])
 
@@ -358,21 +391,25 @@ def _make_envs(s, num, seed):
   return gin.get_configurable(envs_lib.SerialEnvs).from_task(s.task, num, seed=seed)
 
 
-def _evaluate(agent, envs, episodes, rows):
-  """`episodes` episodes with the actor's mode, a row of their returns and of what
-  the agent believed along them (dreamkit.diagnostics, as `eval_<name>`)."""
-  driver = Driver(envs)
-  finished = []
-  driver.on_episode(lambda episode, worker: finished.append(episode))
-  driver(lambda obs, state: agent.policy(obs, state, mode='eval'), episodes=episodes)
-  # Envs run in lock step, so several copies may finish more than `episodes`.
-  finished = finished[:episodes]
+def _offline_spaces(s, replay):
+  """The spaces of an offline run: its eval env's (checked against the data) when it
+  evaluates, else the data's."""
+  signature = offline_lib.signature(replay)
+  if not s.eval_eps:
+    return offline_lib.spaces_from_data(offline_lib.directory(s), signature)
+  with _make_envs(s, 1, s.seed) as envs:
+    offline_lib.check_against_env(envs, signature, offline_lib.directory(s))
+    return offline_lib.Spaces(envs.obs_space, envs.act_space, envs.action_repeat)
+
+
+def _report_evaluation(agent, episodes, rows):
+  """A row of the episodes' returns and of what the agent believed along them
+  (dreamkit.diagnostics, as `eval_<name>`)."""
   reports = [diagnostics.episode_report(agent.world_model, agent.actor_critic, episode)
-             for episode in finished]
+             for episode in episodes]
   beliefs = {f'eval_{key}': value
              for key, value in diagnostics.summarize(reports).items()}
-  rows.evaluation([float(np.sum(ep['reward'])) for ep in finished],
-                  [len(ep['reward']) - 1 for ep in finished], beliefs)
+  rows.evaluation(*evaluation.returns(episodes), beliefs)
 
 
 class _Signals:
