@@ -535,6 +535,80 @@ def plot(logdirs, keys, x_key, smooth, compare, reference_task, paper, title, ou
   click.echo(f'Wrote {path}')
 
 
+@cli.command()
+@click.argument('sweep_file', metavar='SWEEP.gin', type=click.Path(dir_okay=False))
+@click.argument('files', nargs=-1, metavar='[MORE.gin ...]', type=click.Path(dir_okay=False))
+@_BINDINGS
+@_PLUGINS
+@click.option('--logdir', default=None, type=click.Path(file_okay=False),
+              help='The sweep directory: trials write <logdir>/<task>/<variant>/seed<k>/; '
+                   'running the same sweep on it again skips finished trials and resumes '
+                   'the others.  [default: ./logdir/<sweep file name>]')
+@click.option('--address', default=None, metavar='HOST:PORT',
+              help='Join the Ray cluster there (`ray start --head` prints it); '
+                   'default: a local Ray started inside this command.')
+@click.option('--cpus-per-trial', default=1.0, show_default=True, type=float,
+              help='CPUs Ray reserves for each trial.')
+@click.option('--gpus-per-trial', default=0.0, show_default=True, type=float,
+              help='GPUs Ray reserves for each trial (fractions share one).')
+@click.option('--max-concurrent', default=None, type=int, metavar='K',
+              help='Run at most K trials at once.  [default: as many as the resources allow]')
+@_VERBOSE
+@_TRACEBACK
+@_handle_errors
+def sweep(sweep_file, files, bindings, plugins, logdir, address, cpus_per_trial,
+          gpus_per_trial, max_concurrent):
+  """Run a sweep: every task x variant x seed of SWEEP.gin, each an ordinary run, on Ray.
+
+  Later files and -b bindings apply to every trial (pipelines/debug.gin makes any
+  sweep tiny). Every trial's config is checked before the first one starts. Exit code
+  1 if a trial failed (its <logdir>/run.log says why).
+  """
+  from dreamkit import config
+  config.check_files([sweep_file, *files])
+  _import_tensorflow_quietly()
+  from dreamkit.sweeps import driver
+  result = driver.sweep(
+      sweep_file, list(files), list(bindings), list(plugins), logdir=logdir,
+      address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+      max_concurrent=max_concurrent)
+  click.echo(f'Sweep {result.sweepdir}: {len(result.finished)} of {len(result.trials)} '
+             f'trials finished ({len(result.skipped)} before this run), '
+             f'{len(result.failed)} failed.')
+  if result.failed:
+    click.echo(f"Failed: {', '.join(result.failed)} (see run.log in their logdirs).",
+               err=True)
+    sys.exit(1)
+  click.echo(f'Compare them: dreamkit compare {result.sweepdir}')
+
+
+@cli.command()
+@click.argument('sweepdir', type=click.Path(file_okay=False))
+@click.option('-o', '--output', default=None, type=click.Path(dir_okay=False),
+              help='The PNG to write.  [default: <sweepdir>/compare.png]')
+@click.option('--key', default='eval_return', show_default=True,
+              help='The metric compared (final and best value per trial).')
+@click.option('--x', 'x_key', default='frames', show_default=True,
+              help='The x axis of the curves: frames, step or wall_time.')
+@click.option('--reps', default=2000, show_default=True, type=int,
+              help='Bootstrap resamples for the confidence intervals.')
+@_VERBOSE
+@_TRACEBACK
+@_handle_errors
+def compare(sweepdir, output, key, x_key, reps):
+  """Compare the variants of a sweep: a table per task x variant, aggregates, a PNG.
+
+  Prints Markdown (final and best KEY: mean, 95% bootstrap CI, seeds done; IQM and
+  median across tasks with stratified bootstrap CIs) and writes <sweepdir>/compare.csv,
+  compare_aggregate.csv and the PNG (one panel per task, the aggregate panel).
+  """
+  from dreamkit import compare as compare_lib
+  report = compare_lib.compare(sweepdir, key=key, x=x_key, output=output, reps=reps)
+  click.echo(report.markdown, nl=False)
+  for path in report.files:
+    click.echo(f'Wrote {path}')
+
+
 def main():
   global _OWNS_STDERR  # pylint: disable=global-statement
   _OWNS_STDERR = True
