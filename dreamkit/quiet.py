@@ -46,6 +46,9 @@ HARMLESS_LINES = tuple(re.compile(pattern) for pattern in (
     # The second line of cpu_feature_guard's INFO record.
     r'To enable the following instructions: .*rebuild TensorFlow with the '
     r'appropriate compiler flags\.$',
+    # ale-py's banner, written by the emulator each time an Atari env is made.
+    r'A\.L\.E: Arcade Learning Environment \(version [^)]*\)$',
+    r'\[Powered by Stella\]$',
 ))
 
 # Python warnings (message regex, category) that say nothing to a dreamkit user.

@@ -27,6 +27,8 @@ NOISE = [
     'E0000 00:00:1796247530.078242   23534 util.cc:131] oneDNN supports DT_BOOL only on '
     'platforms with AVX-512. Falling back to the default Eigen-based implementation.',
     'W0000 00:00:1796247530.078242   23534 op_kernel.cc:1857] a C++ warning record',
+    'A.L.E: Arcade Learning Environment (version 0.12.1+8a8fafb)',
+    '[Powered by Stella]',
 ]
 REAL = [
     'E0000 00:00:1796247530.078242   23534 bfc_allocator.cc:485] Allocator ran out of '
@@ -36,6 +38,7 @@ REAL = [
     'F0000 00:00:1796247530.078242   23534 check.cc:12] Check failed: shape',
     'Fatal Python error: Segmentation fault',
     '  I0000 an indented line is not a log record',
+    'A.L.E: Arcade Learning Environment (version 0.12.1) failed to load the ROM',
 ]
 
 
