@@ -306,10 +306,14 @@ def test_a_run_whose_env_worker_is_killed_finishes_and_counts_the_restart(tmp_pa
 
 
 @pytest.mark.slow
-def test_a_run_stops_with_one_line_and_a_checkpoint_when_restarts_run_out(tmp_path):
+def test_a_run_stops_with_one_line_and_a_checkpoint_when_restarts_run_out(
+    tmp_path, capsys):
   run, recorder = parallel_run(tmp_path / 'run', 'envs.ParallelEnvs.max_restarts = 0')
   with pytest.raises(EnvFailed) as error:
     run.run()
   assert recorder.killed is not None and '\n' not in str(error.value)
   assert 'max_restarts = 0' in str(error.value)
   assert (tmp_path / 'run' / 'checkpoints' / 'checkpoint').exists()
+  # The run's last lines say what it saved where, as after any other stop.
+  printed = capsys.readouterr().out
+  assert f"Checkpoint: {tmp_path / 'run' / 'checkpoints'}" in printed, printed

@@ -42,7 +42,7 @@ from dreamkit.envs.dmc import DMC  # noqa: E402
 from dreamkit.envs.fake import Fake  # noqa: E402
 from dreamkit.envs.gym import Gym  # noqa: E402
 from dreamkit.envs.parallel import ParallelEnvs  # noqa: E402
-from dreamkit.envs.batched import BatchedEnvs, SerialEnvs  # noqa: E402
+from dreamkit.envs.batched import BatchedEnvs, EnvFailed, SerialEnvs  # noqa: E402
 
 
 def prefixes():

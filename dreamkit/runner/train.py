@@ -81,7 +81,8 @@ def run(s):
 
   The last lines say how the run ended and what it saved where (printed after the
   outputs closed, so below the terminal's last status line). A run that diverged
-  (`Diverged`) or could not write (`StorageError`) prints them, then raises.
+  (`Diverged`), could not write (`StorageError`) or lost an env for good
+  (`EnvFailed`) prints them, then raises.
   """
   record = _Record()
   try:
@@ -91,7 +92,7 @@ def run(s):
     _stopped('Ctrl-C', s.logdir, record, EXIT_CTRL_C)
   except Interrupted:
     _stopped('SIGTERM', s.logdir, record, EXIT_SIGTERM)
-  except (Diverged, StorageError):
+  except (Diverged, StorageError, envs_lib.EnvFailed):
     print(saved_report(s.logdir, record.saved, record.unsaved))
     raise
   except OSError as error:  # An output's or the record's write: the disk, not the code.
