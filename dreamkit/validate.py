@@ -180,9 +180,10 @@ def boolean(value, where):
   raise ConfigError(f'{binding(where)} must be True or False, got {value!r}.')
 
 
-def one_of(value, where, choices):
+def one_of(value, where, choices, noun=None):
   """`value` if it is one of `choices`, else a ConfigError listing them (strings in
-  quotes only when the choices mix strings and numbers: 32, 16, 'bf16')."""
+  quotes only when the choices mix strings and numbers: 32, 16, 'bf16'); `noun`
+  says what they are ('an activation')."""
   try:
     if value in choices and not (isinstance(value, bool) and True in choices):
       return value
@@ -192,7 +193,8 @@ def one_of(value, where, choices):
   mixed = not all(isinstance(choice, str) for choice in choices)
   accepted = ', '.join(repr(choice) if mixed and isinstance(choice, str) else str(choice)
                        for choice in choices)
-  raise ConfigError(f'{binding(where)} must be one of: {accepted}; got {value!r}.')
+  what = f'{noun}, one of' if noun else 'one of'
+  raise ConfigError(f'{binding(where)} must be {what}: {accepted}; got {value!r}.')
 
 
 def text(value, where):

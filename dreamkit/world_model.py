@@ -75,7 +75,7 @@ class WorldModel(keras.layers.Layer):
           f"{args.name('grad_heads')} must be a list of head names from "
           f"{', '.join(HEAD_NAMES)}, got {grad_heads!r}.")
     self.grad_heads = tuple(
-        args.one_of(name, 'grad_heads', HEAD_NAMES) for name in grad_heads)
+        args.one_of(name, 'grad_heads', HEAD_NAMES, 'a list of head names') for name in grad_heads)
     if loss_scales is not None and not isinstance(loss_scales, dict):
       raise ConfigError(
           f"{args.name('loss_scales')} must be a dict {{loss name: scale}}, got "
@@ -93,7 +93,7 @@ class WorldModel(keras.layers.Layer):
                    balance=args.fraction(kl_balance, 'kl_balance'),
                    free=args.non_negative(kl_free, 'kl_free'),
                    free_avg=args.boolean(kl_free_avg, 'kl_free_avg'))
-    self.clip_rewards = args.one_of(clip_rewards, 'clip_rewards', REWARD_CLIPS)
+    self.clip_rewards = args.one_of(clip_rewards, 'clip_rewards', REWARD_CLIPS, 'a reward clip')
     self.discount = args.fraction(discount, 'discount')
     self.pred_discount = args.boolean(pred_discount, 'pred_discount')
     model_lr = args.positive(model_lr, 'model_lr')
@@ -112,9 +112,12 @@ class WorldModel(keras.layers.Layer):
       heads['discount'] = build_head(
           discount_head, 'WorldModel.discount_head', (), dist='binary')
     self.heads = heads
-    # The encoder picks its keys for these observations now, not at the first update:
-    # keys it cannot encode are refused before the run spends anything.
-    self.encoder.build({key: (None, None, *space.shape) for key, space in obs_space.items()})
+    # An encoder with a build() of its own (DreamerEncoder picks its keys there) is
+    # built for these observations now, not at the first update: keys it cannot encode
+    # are refused before the run spends anything. [B, T] lead every shape.
+    if type(self.encoder).build is not keras.layers.Layer.build:
+      self.encoder.build(
+          {key: (None, None, *space.shape) for key, space in obs_space.items()})
     self.optimizer = Optimizer('model', model_lr, model_eps, model_clip, model_wd)
 
   def state(self):

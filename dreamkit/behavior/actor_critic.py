@@ -68,7 +68,7 @@ class ActorCritic(keras.layers.Layer):
     self.discrete = is_discrete(act_space)
     self.step = step
     # Every value is checked before a head is built: a bad one costs nothing.
-    actor_dist = args.one_of(actor_dist, 'actor_dist', ACTOR_DISTS)
+    actor_dist = args.one_of(actor_dist, 'actor_dist', ACTOR_DISTS, 'a distribution')
     if actor_dist == 'auto':
       actor_dist = 'onehot' if self.discrete else 'trunc_normal'
     if (actor_dist == 'onehot') != self.discrete:

@@ -167,7 +167,7 @@ class Plan2Explore(keras.layers.Layer, Explorer):
     args = validate.Arguments(self)
     self.disag_models = args.int_at_least(
         disag_models, 'disag_models', 2, 'of at least 2 (an ensemble disagrees)')
-    self.disag_target = args.one_of(disag_target, 'disag_target', self.TARGETS)
+    self.disag_target = args.one_of(disag_target, 'disag_target', self.TARGETS, 'a target')
     self.disag_offset = args.non_negative_int(disag_offset, 'disag_offset')
     self.disag_log = args.boolean(disag_log, 'disag_log')
     self.disag_action_cond = args.boolean(disag_action_cond, 'disag_action_cond')

@@ -139,7 +139,7 @@ class DMC(Env):
                time_limit=0, seed=None, timeout=120.0):
     # Every value is checked here, before a worker starts.
     args = validate.Arguments(self)
-    obs = args.one_of(obs, 'obs', OBS_MODES)
+    obs = args.one_of(obs, 'obs', OBS_MODES, 'an observation mode')
     action_repeat = args.positive_int(action_repeat, 'action_repeat')
     time_limit = wrappers.EpisodeClock(time_limit, args.name('time_limit')).limit
     size = wrappers.check_size(size, args.name('size'))

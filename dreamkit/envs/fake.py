@@ -149,7 +149,7 @@ class Faulty(Fake):
   def __init__(self, task, fault='raise', at=3, times=1, marker=None, length=20,
                terminal_prob=0.0, seed=None):
     args = validate.Arguments(self)
-    self._fault = args.one_of(fault, 'fault', FAULTS)
+    self._fault = args.one_of(fault, 'fault', FAULTS, 'a fault')
     self._at = args.positive_int(at, 'at')
     self._times = args.non_negative_int(times, 'times')
     super().__init__(task, length=length, terminal_prob=terminal_prob, seed=seed)

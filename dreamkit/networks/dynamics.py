@@ -232,7 +232,7 @@ class GaussianRSSM(RSSM):
                std_act='sigmoid2', min_std=0.1):
     args = validate.Arguments(self)
     self.stoch = args.positive_int(stoch, 'stoch')
-    self.std_act = STD_ACTS[args.one_of(std_act, 'std_act', STD_ACTS)]
+    self.std_act = STD_ACTS[args.one_of(std_act, 'std_act', STD_ACTS, 'a std activation')]
     self.min_std = args.non_negative(min_std, 'min_std')
     super().__init__(deter, hidden, act, norm)
 

@@ -30,7 +30,7 @@ class DistLayer(keras.layers.Layer):
   def __init__(self, shape, dist='mse', min_std=0.1, init_std=0.0, name=None):
     super().__init__(name=name)
     self.shape = validate.sizes(shape, f'{self.name} shape')
-    self.dist = validate.one_of(dist, f'{self.name} dist', dists.DISTS)
+    self.dist = validate.one_of(dist, f'{self.name} dist', dists.DISTS, 'a distribution')
     self.min_std = validate.non_negative(min_std, f'{self.name} min_std')
     self.init_std = validate.number(init_std, f'{self.name} init_std')
     size = int(np.prod(self.shape))
@@ -80,7 +80,7 @@ class MLPHead(Head):
     units = args.positive_int(units, 'units')
     act = nets.get_act(act, args.name('act'))
     norm = nets.check_norm(norm, args.name('norm'))
-    dist = args.one_of(dist, 'dist', dists.DISTS)
+    dist = args.one_of(dist, 'dist', dists.DISTS, 'a distribution')
     min_std = args.non_negative(min_std, 'min_std')
     init_std = args.number(init_std, 'init_std')
     self.mlp = nets.MLP(layers, units, act, norm, name='mlp')

@@ -24,12 +24,12 @@ def get_act(name, where='act'):
   that chose it, for the message that lists the names."""
   if callable(name):
     return name
-  return ACTIVATIONS[validate.one_of(name, where, sorted(ACTIVATIONS))]
+  return ACTIVATIONS[validate.one_of(name, where, sorted(ACTIVATIONS), 'an activation')]
 
 
 def check_norm(name, where='norm'):
   """`name` if it is one of NORMS ('none', 'layer'); `where` names the binding."""
-  return validate.one_of(name, where, NORMS)
+  return validate.one_of(name, where, NORMS, 'a norm')
 
 
 def compute_dtype():

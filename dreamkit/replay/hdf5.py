@@ -78,7 +78,7 @@ class HDF5Replay(IndexedReplay):
     # Every value is checked before the directory is created.
     self._setup_index(capacity, minlen, maxlen, prioritize_ends, ongoing, seed)
     args = validate.Arguments(self)
-    self._compression = args.one_of(compression, 'compression', COMPRESSIONS)
+    self._compression = args.one_of(compression, 'compression', COMPRESSIONS, 'a compression')
     self._chunk_steps = args.positive_int(chunk_steps, 'chunk_steps')
     self._open_files = args.positive_int(open_files, 'open_files')
     self._cache_steps = args.non_negative_int(cache_steps or 0, 'cache_steps')

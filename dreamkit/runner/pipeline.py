@@ -14,7 +14,6 @@ from pathlib import Path
 import gin
 
 from dreamkit import config as config_lib
-from dreamkit import envs as envs_lib
 from dreamkit import plugins as plugins_lib
 from dreamkit import precision as precision_lib
 from dreamkit import validate
@@ -85,7 +84,6 @@ class Pipeline:
       offline=False, offline_data=None):
     args = validate.Arguments(self)
     self.task = task
-    envs_lib.parse_task(task, 'Pipeline.task')  # Its prefix names a registered env.
     self.logdir = Path(logdir) if logdir else _fresh_logdir(task, seed)
     self.loaded = loaded or config_lib.Loaded([], [], plugins_lib.loaded_files())
     self.replay, self.outputs = replay, list(outputs)
