@@ -49,7 +49,10 @@ def sweep(sweep_file, files=(), bindings=(), plugins=(), logdir=None, address=No
   if max_concurrent is not None and max_concurrent < 1:
     raise UserError(f'--max-concurrent must be at least 1, got {max_concurrent}.')
   sweep_file = Path(sweep_file)
-  spec = spec_lib.read(sweep_file, plugins)
+  # `-b 'Sweep.seeds = 1'` changes the sweep; every other binding goes to the trials.
+  sweep_bindings = [b for b in bindings if spec_lib.is_sweep_binding(b)]
+  bindings = [b for b in bindings if not spec_lib.is_sweep_binding(b)]
+  spec = spec_lib.read(sweep_file, plugins, sweep_bindings)
   sweepdir = Path(logdir or Path('logdir') / sweep_file.stem).resolve()
   trials = spec_lib.check(
       spec_lib.plan(spec, sweepdir, files, bindings, plugins), sweepdir)
@@ -114,6 +117,10 @@ def start_ray(address=None):
   """Starts a local Ray (or joins `address`); returns the seconds it took."""
   os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')  # Tune's own tables: off (ours).
   os.environ.setdefault('RAY_DEDUP_LOGS', '0')
+  if address is None:
+    # A local Ray's raylet reads this: a worker that dies leaves its trial's run to
+    # the kernel's SIGTERM (trial.py), which saves, instead of SIGKILLing it.
+    os.environ.setdefault('RAY_kill_child_processes_on_worker_exit', 'false')
   import logging  # pylint: disable=import-outside-toplevel
   import ray  # pylint: disable=import-outside-toplevel
   start = time.monotonic()

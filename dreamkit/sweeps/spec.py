@@ -107,6 +107,7 @@ class Trial:
   bindings: list
   plugins: list
   steps: int       # The run's step budget (Pipeline.steps), read when checked.
+  variant_bindings: list = dataclasses.field(default_factory=list)  # Part of `bindings`.
 
   @property
   def name(self):
@@ -127,8 +128,14 @@ def folder(task):
   return re.sub(r'[^A-Za-z0-9_.-]+', '_', str(task)).strip('_') or 'task'
 
 
-def read(sweep_file, plugins=()):
-  """The `Sweep` a sweep file binds (parsed alone; gin is cleared afterwards).
+def is_sweep_binding(binding):
+  """Whether a command-line binding is about the sweep (`Sweep.seeds = 1`), not a run."""
+  return bool(re.match(r'\s*(Sweep|tune\.\w+)\.\w+\s*=', binding))
+
+
+def read(sweep_file, plugins=(), bindings=()):
+  """The `Sweep` a sweep file binds, with `bindings` (`Sweep.seeds = 1`) applied after
+  it (parsed alone; gin is cleared afterwards).
 
   A sweep file binds `Sweep.*` (and options of the Tune factories it names) only:
   settings of the runs belong in a pipeline file or in a variant.
@@ -138,7 +145,7 @@ def read(sweep_file, plugins=()):
   _register_tune()
   gin.clear_config()
   try:
-    config_lib.load([path], [], plugins, finalize=False)
+    config_lib.load([path], bindings, plugins, finalize=False)
     stray = sorted({
         config_lib.short_name(selector) for _, selector, _ in gin_access.bound()
         if not selector.endswith('.Sweep') and not selector.startswith('tune.')
@@ -200,7 +207,8 @@ def plan(sweep, sweepdir, files=(), bindings=(), plugins=()):
             task=task, variant=variant, seed=seed,
             logdir='', files=files, plugins=plugins, steps=0,
             bindings=[*bindings, *task_binding, *variant_bindings,
-                      f'Pipeline.seed = {seed}']))
+                      f'Pipeline.seed = {seed}'],
+            variant_bindings=list(variant_bindings)))
   return trials
 
 
@@ -225,11 +233,12 @@ def check(trials, sweepdir):
         envs.parse_task(settings.task, source='Pipeline.task')
         checked[key] = settings.task, settings.steps
       except UserError as error:
-        raise type(error)(f'{where}: {_one_line(error)}') from None
+        raise type(error)(f'{where}: {_variant_words(error, trial)}') from None
       except (RuntimeError, TypeError) as error:
         if gin_access.error_facts(error).kind not in ('required', 'called_without_arguments'):
           raise
-        raise ConfigError(f'{where}: {config_lib.explain(error)}') from None
+        raise ConfigError(
+            f'{where}: {_variant_words(config_lib.explain(error), trial)}') from None
       finally:
         gin.clear_config()
     task, trial.steps = checked[key]
@@ -239,8 +248,12 @@ def check(trials, sweepdir):
   return trials
 
 
-def _one_line(error):
-  return ' '.join(line.strip() for line in str(error).splitlines() if line.strip())
+def _variant_words(error, trial):
+  """The error on one line, a variant's binding called that instead of a -b binding."""
+  message = ' '.join(line.strip() for line in str(error).splitlines() if line.strip())
+  for binding in trial.variant_bindings:
+    message = message.replace(f"binding -b '{binding}'", f"the variant's binding '{binding}'")
+  return message
 
 
 def write_manifest(sweepdir, sweep_file, trials, extra_files, bindings):

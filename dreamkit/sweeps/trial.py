@@ -13,7 +13,9 @@ an error for Tune, which restarts the trial (up to `Sweep.max_failures`); the re
 is a rerun of the same command on the same logdir, which resumes from its checkpoint.
 
 If the worker process dies (the sweep was stopped, or killed with SIGKILL), the run
-receives SIGTERM from the kernel (PR_SET_PDEATHSIG), saves a checkpoint and stops.
+receives SIGTERM from the kernel (PR_SET_PDEATHSIG), saves a checkpoint and stops; it
+runs in a session of its own, out of the worker's process group, which Ray kills with
+SIGKILL.
 """
 
 import ctypes
@@ -59,7 +61,10 @@ def run_trial(config):
     log.flush()
     process = subprocess.Popen(  # pylint: disable=consider-using-with
         trial.command(sys.executable), stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, env=_environment())
+        stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, env=_environment(),
+        # Its own process group: Ray ends a worker by SIGKILLing the worker's group,
+        # which would stop the run mid-step; the run gets SIGTERM instead, and saves.
+        start_new_session=True)
   rows = Rows(logdir / 'metrics.jsonl')
   try:
     while process.poll() is None:
