@@ -103,12 +103,15 @@ def _open_loop(wm, post, data, reward, discount, terminal, horizon):
   actions = tf.gather(data['action'][0], index)                        # [T, K, A]
   prior = wm.dynamics.imagine(actions, post)                           # [T, K, ...]
   feat = tf.cast(wm.dynamics.get_feat(prior), tf.float32)
-  count = tf.maximum(tf.reduce_sum(valid, 0), 1.0)                     # [K]
+  count = tf.reduce_sum(valid, 0)                                      # [K]
+  nan = tf.fill(tf.shape(count), np.float32(np.nan))
 
   def error(pred, truth):
+    # NaN for a k with no start k steps before the end (an episode shorter than k).
     diff = tf.abs(pred - tf.gather(truth, index))
     diff = tf.reshape(diff, tf.concat([tf.shape(valid), [-1]], 0))
-    return tf.reduce_sum(tf.reduce_mean(diff, -1) * valid, 0) / count
+    total = tf.reduce_sum(tf.reduce_mean(diff, -1) * valid, 0)
+    return tf.where(count > 0, total / tf.maximum(count, 1.0), nan)
 
   results = {
       'openl_reward_error': error(
@@ -125,7 +128,7 @@ def _open_loop(wm, post, data, reward, discount, terminal, horizon):
   hits = tf.reduce_sum(at_terminal, 0)
   results['term_prob_ahead'] = tf.where(
       hits > 0, tf.reduce_sum(term_prob * at_terminal, 0) / tf.maximum(hits, 1.0),
-      tf.fill(tf.shape(hits), np.float32(np.nan)))
+      nan)
   return results
 
 

@@ -76,6 +76,18 @@ def test_report_shapes_and_terminal_view_ahead(agent):
                              rtol=1e-5, atol=1e-6)
 
 
+def test_open_loop_errors_past_the_episode_end_are_nan_not_zero(agent):
+  report = diagnostics.episode_report(
+      agent.world_model, agent.actor_critic, episode(terminal=True), open_loop=15)
+  # k < LENGTH has a start k steps before the end; k >= LENGTH has none.
+  for key in ('openl_reward_error', 'openl_discount_error', 'openl_vector_error'):
+    assert np.isfinite(report[key][:LENGTH - 1]).all(), key
+    assert np.isnan(report[key][LENGTH - 1:]).all(), key
+  summary = diagnostics.summarize([report])
+  assert np.isnan(summary['openl_reward_error_k15'])
+  assert np.isfinite(summary['openl_reward_error_k5'])
+
+
 def fake_report(term_prob, terminal, ahead):
   n = len(term_prob)
   zeros = np.zeros(n, np.float32)

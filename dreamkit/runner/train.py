@@ -152,7 +152,7 @@ def _train(s, stack, record):
 
   # 2. The record of the run.
   logdir = s.logdir
-  fresh = not logdir.exists()
+  created = _first_missing(logdir)  # Removed again if a value is refused below.
   logdir.mkdir(parents=True, exist_ok=True)
   checkpoints = logdir / 'checkpoints'
   if not (checkpoints / 'checkpoint').exists():
@@ -165,7 +165,7 @@ def _train(s, stack, record):
   # What has to be closed at exit (after the envs); the stack closes it in reverse
   # order. These write into the logdir: one that refuses its values removes a logdir
   # this run created.
-  with _removed_on_error(logdir, fresh):
+  with _removed_on_error(created):
     outputs = [stack.enter_context(contextlib.closing(
         outputs_lib.registry.build(make, 'Pipeline.outputs', logdir)))
                for make in s.outputs]
@@ -373,15 +373,26 @@ def _train(s, stack, record):
 
 
 @contextlib.contextmanager
-def _removed_on_error(logdir, fresh):
-  """Removes `logdir` if this run created it (`fresh`) and the block raises a
-  UserError: a refused value leaves no half-made logdir behind."""
+def _removed_on_error(created):
+  """Removes the folder `created` (the outermost one this run made for its logdir,
+  `logdir/` itself for a default logdir; None: none) if the block raises a UserError:
+  a refused value leaves no half-made logdir behind."""
   try:
     yield
   except UserError:
-    if fresh:
-      shutil.rmtree(logdir, ignore_errors=True)
+    if created is not None:
+      shutil.rmtree(created, ignore_errors=True)
     raise
+
+
+def _first_missing(path):
+  """The outermost folder of `path` that does not exist yet; None if `path` exists."""
+  missing = None
+  for folder in (path, *path.parents):
+    if folder.exists():
+      break
+    missing = folder
+  return missing
 
 
 def _make_envs(s, num, seed):
