@@ -129,12 +129,27 @@ def test_run_rejects_before_the_logdir_exists(case, tmp_path, monkeypatch):
   assert list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())
 
 
-def test_run_without_logdir_creates_no_default_logdir(tmp_path, monkeypatch):
+@pytest.mark.parametrize('case', ['enum clip_rewards', 'enum replay compression',
+                                  'output value'])
+def test_run_without_logdir_creates_no_default_logdir(case, tmp_path, monkeypatch):
+  # The agent is refused before any folder exists; a replay store or an output is
+  # built inside the logdir, and a refused one removes `logdir/` as well.
   monkeypatch.chdir(tmp_path)
+  result = CliRunner().invoke(cli.cli, ['run', *BASE, '-b', BAD[case][0]])
+  _assert_one_line_error(result, BAD[case][1])
+  assert list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())
+
+
+def test_run_into_an_existing_folder_keeps_it(tmp_path):
+  # Only what the run made is removed: a folder the user made stays, empty.
+  logdir = tmp_path / 'runs' / 'one'
+  (tmp_path / 'runs').mkdir()
   result = CliRunner().invoke(
-      cli.cli, ['run', *BASE, '-b', "WorldModel.clip_rewards = 'tanhh'"])
-  _assert_one_line_error(result, ['clip_rewards'])
-  assert not (tmp_path / 'logdir').exists()
+      cli.cli, ['run', *BASE, '-b', BAD['enum replay compression'][0], '--logdir',
+                str(logdir)])
+  _assert_one_line_error(result, ['compression'])
+  assert list(tmp_path.iterdir()) == [tmp_path / 'runs']
+  assert list((tmp_path / 'runs').iterdir()) == []
 
 
 def test_config_check_of_a_good_config_says_ok_and_writes_nothing(tmp_path, monkeypatch):

@@ -92,11 +92,10 @@ class Pipeline:
     self.steps = args.positive_int(steps, 'steps')
     self.envs = args.positive_int(envs, 'envs')
     self.eval_eps = args.non_negative_int(eval_eps, 'eval_eps')
-    if self.eval_eps:  # Read only while evaluation is on.
-      self.eval_envs = args.positive_int(eval_envs, 'eval_envs')
-      self.eval_every = args.positive_int(eval_every, 'eval_every')
-    else:
-      self.eval_envs, self.eval_every = int(eval_envs), int(eval_every)
+    # 0 is fine while evaluation is off (eval_eps = 0), and only then.
+    count = args.positive_int if self.eval_eps else args.non_negative_int
+    self.eval_envs = count(eval_envs, 'eval_envs')
+    self.eval_every = count(eval_every, 'eval_every')
     self.parallel = args.boolean(parallel, 'parallel')
     self.prefill = args.non_negative_int(prefill, 'prefill')
     self.pretrain = args.non_negative_int(pretrain, 'pretrain')
