@@ -23,6 +23,7 @@ import numbers
 import re
 
 import gin
+import numpy as np
 
 from dreamkit.errors import ConfigError
 
@@ -175,7 +176,7 @@ def clip_norm(value, where):
 
 def boolean(value, where):
   """True or False; not a string ('False' would be true)."""
-  if isinstance(value, bool) or type(value).__name__ == 'bool_':  # NumPy's bool too.
+  if isinstance(value, (bool, np.bool_)):
     return bool(value)
   raise ConfigError(f'{binding(where)} must be True or False, got {value!r}.')
 

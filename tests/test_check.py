@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from dreamkit import cli
+from dreamkit.errors import ConfigError
 
 PIPELINES = Path(__file__).resolve().parents[1] / 'pipelines'
 # CartPole (vector observations, discrete actions) at the debug sizes: a real gym env,
@@ -169,3 +170,79 @@ def test_config_check_of_a_file_names_the_file_and_line(tmp_path):
                      PIPELINES / 'debug.gin'))
   result = CliRunner().invoke(cli.cli, ['config', '--check', str(bad)])
   _assert_one_line_error(result, [f'{bad}:4', 'tanh, identity, sign'])
+
+
+# validate.py, without the CLI: what the constructors' messages are made of.
+
+
+def test_a_scoped_component_names_its_binding_with_the_scope():
+  import gin
+  from dreamkit.networks import heads
+
+  @gin.configurable
+  def owner(head):
+    return head(())
+
+  gin.parse_config("owner.head = @reward/heads.MLPHead\n"
+                   "heads.MLPHead.layers = 1\nreward/heads.MLPHead.units = 0")
+  with pytest.raises(ConfigError) as refused:
+    owner()  # pylint: disable=no-value-for-parameter
+  assert str(refused.value).startswith(
+      'reward/heads.MLPHead.units must be a whole number (positive, at least 1), got 0.')
+
+
+def test_a_subclass_is_named_as_registered_or_as_its_registered_base():
+  from dreamkit import validate
+  from dreamkit.networks import heads
+
+  class Unregistered(heads.MLPHead):
+    pass
+
+  assert validate.gin_name(heads.MLPHead) == 'heads.MLPHead'
+  assert validate.gin_name(Unregistered) == 'heads.MLPHead'
+  from dreamkit.envs import ParallelEnvs
+  from dreamkit.world_model import WorldModel
+  assert validate.gin_name(ParallelEnvs) == 'envs.ParallelEnvs'
+  assert validate.gin_name(WorldModel) == 'WorldModel'
+
+
+@pytest.mark.parametrize('check, value, words', [
+    ('positive_int', 0, 'positive, at least 1'), ('positive_int', 2.5, 'whole number'),
+    ('positive_int', True, 'whole number'), ('positive_int', float('nan'), 'whole number'),
+    ('non_negative_int', -1, '0 or more'), ('fraction', 1.5, 'in [0, 1]'),
+    ('positive', 0, '> 0'), ('weight_decay', 1.0, 'in [0, 1)'),
+    ('boolean', 'False', 'True or False'), ('boolean', 1, 'True or False'),
+    ('text', '  ', 'non-empty string'), ('regex', '([', 'regex'),
+    ('sizes', 'ab', 'positive whole numbers'), ('sizes', (3, -1), 'positive whole numbers'),
+    ('optional_seed', -3, '0 or more'), ('schedule', 'linear(1,0)', 'linear(start,end,steps)'),
+])
+def test_each_check_refuses_with_the_binding_and_what_is_accepted(check, value, words):
+  from dreamkit import validate
+  with pytest.raises(ConfigError) as refused:
+    getattr(validate, check)(value, 'kind.Name.parameter')
+  message = str(refused.value)
+  assert message.startswith('kind.Name.parameter ') and words in message, message
+  assert len(message.splitlines()) == 1
+
+
+def test_checks_pass_good_values_through():
+  import numpy as np
+  from dreamkit import validate
+  assert validate.positive_int(1e5, 'x') == 100000
+  assert validate.non_negative_int(0, 'x') == 0
+  assert validate.boolean(np.bool_(True), 'x') is True
+  assert validate.sizes([4, 4.0], 'x') == (4, 4)
+  assert validate.weight_decay(None, 'x') == 0 and validate.clip_norm(0, 'x') == 0
+  assert validate.optional_seed(None, 'x') is None
+  assert validate.one_of('tanh', 'x', ('tanh', 'sign')) == 'tanh'
+  assert float(validate.schedule('linear(1,0,10)', 'x')(5)) == pytest.approx(0.5)
+
+
+def test_choices_are_quoted_only_when_they_mix_strings_and_numbers():
+  from dreamkit import validate
+  with pytest.raises(ConfigError, match=r"one of: tanh, sign; got 'x'\."):
+    validate.one_of('x', 'a.b', ('tanh', 'sign'))
+  with pytest.raises(ConfigError, match=r"one of: 32, 16, 'bf16'; got 8\."):
+    validate.one_of(8, 'a.b', (32, 16, 'bf16'))
+  with pytest.raises(ConfigError, match=r'must be an activation, one of: elu'):
+    validate.one_of(True, 'a.b', ('elu',), 'an activation')

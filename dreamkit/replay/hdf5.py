@@ -83,7 +83,7 @@ class HDF5Replay(IndexedReplay):
     self._open_files = args.positive_int(open_files, 'open_files')
     self._cache_steps = args.non_negative_int(cache_steps or 0, 'cache_steps')
     self._directory = pathlib.Path(directory).expanduser()
-    self._read_only = bool(read_only)
+    self._read_only = args.boolean(read_only, 'read_only')
     if self._read_only and not self._directory.is_dir():
       raise UserError(
           f'No episode directory {self._directory}: offline training reads a folder '
