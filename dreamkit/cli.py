@@ -258,7 +258,7 @@ def run(pipelines, bindings, plugins, task, steps, seed, logdir):
       raise UserError(
           'dreamkit run LOGDIR resumes the run in that folder by itself: pass no '
           '.gin file and no --logdir beside it.')
-    record.read(pipelines[0])  # Not a logdir: one line before TensorFlow starts.
+    record.check(pipelines[0])  # Not a logdir: one line before TensorFlow starts.
     _import_tensorflow_quietly()
     loaded = record.load(pipelines[0], _run_bindings(bindings, task, steps, seed), plugins)
     from dreamkit.runner import pipeline
@@ -325,7 +325,7 @@ def eval_command(logdir, checkpoint, episodes, envs, task, video, mode, out, bin
   """
   from dreamkit import evaluate
   from dreamkit.runner import record
-  record.read(logdir)  # Not a logdir: one line before TensorFlow starts.
+  record.check(logdir)  # Not a logdir: one line before TensorFlow starts.
   _import_tensorflow_quietly()
   result = evaluate.evaluate(logdir, checkpoint, episodes, envs, task, video, mode, out,
                              bindings, plugins)
@@ -363,7 +363,7 @@ def dream(logdir, context, horizon, samples, actions, checkpoint, seed, output,
   """
   from dreamkit import dream as dream_lib
   from dreamkit.runner import record
-  record.read(logdir)
+  record.check(logdir)
   _import_tensorflow_quietly()
   report = dream_lib.dream(logdir, context, horizon, samples, output, checkpoint,
                            actions, seed, bindings, plugins)

@@ -33,3 +33,10 @@ def _seed():
   if 'keras' in sys.modules:
     import keras
     keras.utils.set_random_seed(0)
+
+
+@pytest.fixture(scope='session')
+def trained_run(tmp_path_factory):
+  """A tiny trained plugin run, trained once per session (tests/trained_run.py)."""
+  import trained_run as helper  # pylint: disable=import-outside-toplevel
+  return helper.train(tmp_path_factory.mktemp('trained'))

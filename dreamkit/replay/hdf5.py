@@ -201,34 +201,33 @@ class HDF5Replay(IndexedReplay):
 
   def _load_read_only(self):
     """Indexes the newest episodes up to capacity, touching no file. Each must open
-    as an episode (check_file) with the keys, dtypes and step shapes of the newest
-    one; any other file is skipped with a warning."""
+    as an episode (check_file) with the keys, dtypes and step shapes most episode
+    files share; any other file is skipped with a warning."""
     found = []
     for path in sorted(self._directory.iterdir()):
       length = length_from_name(path.name)
-      if length is None:
-        warnings.warn(f'Replay: skipping {path}: not an episode file '
-                      f'(<time>-<id>-<length>{SUFFIX}).')
-      elif length >= self._minlen:
-        found.append((path.name, length))
-    keep, steps, signature = [], 0, None
-    capacity = self._index.capacity
-    while found and not (capacity and steps >= capacity):
-      name, length = found.pop()
-      problem = check_file(self._directory / name, length)
-      if not problem:
-        with h5py.File(self._directory / name, 'r') as handle:
-          mine = sampling.signature_of(dict(handle.items()))
-        signature = signature or mine
-        if mine != signature:
-          problem = (f'{self._directory / name}: its keys and shapes '
-                     f'{_describe(mine)} differ from the newest episode\'s '
-                     f'{_describe(signature)}')
-      if problem:
-        warnings.warn(f'Replay: skipping episode file: {problem}')
+      problem = None if length is not None else (
+          f'{path}: not an episode file (<time>-<id>-<length>{SUFFIX})')
+      if problem is None and length < self._minlen:
         continue
-      keep.append((name, length))
-      steps += length
+      problem = problem or check_file(path, length)
+      if problem is None:
+        with h5py.File(path, 'r') as handle:
+          found.append((path.name, length, sampling.signature_of(dict(handle.items()))))
+      else:
+        warnings.warn(f'Replay: skipping {problem}')
+    signatures = collections.Counter(_describe(sig) for _, _, sig in found)
+    common = signatures.most_common(1)[0][0] if signatures else None
+    keep, steps = [], 0
+    capacity = self._index.capacity
+    for name, length, signature in reversed(found):  # Newest first.
+      if _describe(signature) != common:
+        warnings.warn(f'Replay: skipping {self._directory / name}: its keys and shapes '
+                      f'({_describe(signature)}) differ from those of the other '
+                      f'episodes ({common})')
+      elif not (capacity and steps >= capacity):
+        keep.append((name, length))
+        steps += length
     for name, length in reversed(keep):
       self._index.add(name, length)
     self._index.total_steps = self._index.steps

@@ -96,13 +96,20 @@ def read(logdir):
   return Recorded(logdir / 'config.gin', files, recorded['entry_points'])
 
 
+def check(logdir):
+  """`read`, and the entry-point check of `load`: what can be said before
+  TensorFlow is imported."""
+  recorded = read(logdir)
+  check_entry_points(recorded.entry_points, logdir)
+  return recorded
+
+
 def load(logdir, bindings=(), extra_plugins=()):
   """Parses the run of `logdir` again: its plugins, config.gin, then `bindings`.
 
   Returns the config.Loaded, as `dreamkit run FILE.gin` would have made it.
   """
-  recorded = read(logdir)
-  check_entry_points(recorded.entry_points, logdir)
+  recorded = check(logdir)
   return config_lib.load([recorded.config], bindings,
                          [*recorded.files, *extra_plugins])
 

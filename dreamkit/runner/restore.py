@@ -12,6 +12,9 @@ state and counters included), run eagerly: at batch 1 x 2 steps that is faster t
 tracing the training function.
 """
 
+import contextlib
+import io
+
 import numpy as np
 import tensorflow as tf
 
@@ -27,8 +30,11 @@ _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"  # how tf.train.Checkpoint names a value
 
 
 def settings(logdir, bindings=(), extra_plugins=()):
-  """The run's Pipeline (settings only), from its record plus `bindings`."""
+  """The run's Pipeline (settings only), from its record plus `bindings`. The
+  process's gin config is replaced by the run's."""
+  import gin  # pylint: disable=import-outside-toplevel
   from dreamkit.runner import pipeline  # pylint: disable=import-outside-toplevel
+  gin.clear_config()
   loaded = record.load(logdir, bindings, extra_plugins)
   return pipeline.Pipeline(loaded=loaded, logdir=logdir)
 
@@ -82,14 +88,16 @@ def agent(s, spaces, path):
   """The agent of settings `s` for `spaces` (obs_space, act_space), with the
   checkpoint at `path` restored; a one-line UserError names what differs."""
   counters = Counters.create()
-  built = agent_lib.build(spaces.obs_space, spaces.act_space, counters.step,
-                          s.world_model, s.actor_critic, s.explorer, s.agent)
   eager = tf.config.functions_run_eagerly()
-  tf.config.run_functions_eagerly(True)
-  try:
-    built.train(zeros_batch(spaces.obs_space, spaces.act_space))
-  finally:
-    tf.config.run_functions_eagerly(eager)
+  # What building prints (the encoder's keys, parameter counts) the run printed.
+  with contextlib.redirect_stdout(io.StringIO()):
+    built = agent_lib.build(spaces.obs_space, spaces.act_space, counters.step,
+                            s.world_model, s.actor_critic, s.explorer, s.agent)
+    tf.config.run_functions_eagerly(True)
+    try:
+      built.train(zeros_batch(spaces.obs_space, spaces.act_space))
+    finally:
+      tf.config.run_functions_eagerly(eager)
   rng = checkpoint_lib.numpy_rng(s.seed)
   checkpoint = checkpoint_lib.Checkpoint(
       s.logdir / 'checkpoints', built, rng, keep=s.keep_checkpoints,

@@ -1,0 +1,1 @@
+"""Command-line helpers outside the `dreamkit` command (`python -m dreamkit.tools.X`)."""
