@@ -212,7 +212,8 @@ def test_a_factory_called_without_its_arguments():
   assert gin_access.error_facts(error) == ErrorFacts(
       'called_without_arguments', name='Both',
       parameters=('act_space',))
-  assert config.explain(error).startswith('@Both() was called without')
+  # Named as a binding writes it, with its kind.
+  assert config.explain(error).startswith('@objectives.Both() was called without')
 
 
 # --- reference(), statements(), config_str() --------------------------------------------
