@@ -572,8 +572,9 @@ def sweep(sweep_file, files, bindings, plugins, logdir, address, cpus_per_trial,
       sweep_file, list(files), list(bindings), list(plugins), logdir=logdir,
       address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
       max_concurrent=max_concurrent)
+  stopped = f'{len(result.stopped)} stopped early, ' if result.stopped else ''
   click.echo(f'Sweep {result.sweepdir}: {len(result.finished)} of {len(result.trials)} '
-             f'trials finished ({len(result.skipped)} before this run), '
+             f'trials finished ({len(result.skipped)} before this run), {stopped}'
              f'{len(result.failed)} failed.')
   if result.failed:
     click.echo(f"Failed: {', '.join(result.failed)} (see run.log in their logdirs).",

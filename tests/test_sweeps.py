@@ -126,6 +126,29 @@ Sweep.search = @tune.OptunaSearch
     spec.read(search)
 
 
+def test_a_scheduler_and_a_search_are_named_in_the_sweep_file(tmp_path):
+  from ray.tune.schedulers import ASHAScheduler  # pylint: disable=import-outside-toplevel
+  from ray.tune.search.optuna import OptunaSearch  # pylint: disable=import-outside-toplevel
+  sweep_file = write_sweep(tmp_path / 'search.gin', f"""
+Sweep.pipelines = ['{DEBUG}']
+Sweep.search = @tune.OptunaSearch
+Sweep.samples = 4
+Sweep.space = {{'ActorCritic.actor_lr': ('loguniform', 1e-5, 1e-3)}}
+Sweep.scheduler = @tune.ASHAScheduler
+tune.ASHAScheduler.time_attr = 'step'
+tune.ASHAScheduler.max_t = 1000
+tune.ASHAScheduler.grace_period = 200
+""")
+  sweep = spec.read(sweep_file)
+  scheduler = sweep.scheduler  # Built by read(), with the file's bindings.
+  assert isinstance(scheduler, ASHAScheduler)
+  assert scheduler._time_attr == 'step' and scheduler._max_t == 1000  # pylint: disable=protected-access
+  assert isinstance(sweep.search, OptunaSearch) and sweep.samples == 4
+  two_seeds = write_sweep(tmp_path / 'seeds.gin', sweep_file.read_text() + 'Sweep.seeds = 2\n')
+  with pytest.raises(ConfigError, match='samples one task with one seed'):
+    spec.read(two_seeds)
+
+
 def test_search_spaces_and_sampled_trials(tmp_path):
   domains = spec.sample_space({'ActorCritic.actor_lr': ('loguniform', 1e-5, 1e-3),
                                'MLP_UNITS': ('choice', [32, 64])})
@@ -313,9 +336,9 @@ def test_killed_sweep_reruns_skip_finished_and_resume_interrupted(killed_and_res
     assert step is not None and 0 < step < 150
     log = (logdir / 'run.log').read_text()
     assert log.count('=== ') == 2
-    first, second = log.split('=== ')[1:]
-    assert 'Stopped (SIGTERM).' in first, first[-2000:]  # It saved as it stopped.
-    assert f'at step {step:,}.' in second, second[-2000:]
+    stopped, resumed = log.split('=== ')[1:]
+    assert 'Stopped (SIGTERM).' in stopped, stopped[-2000:]  # It saved as it stopped.
+    assert f'at step {step:,}.' in resumed, resumed[-2000:]
   table = second.stdout
   assert 'done before' in table and '4 of 4 trials finished' in table
   assert f"({len(state['before'])} before this run)" in table

@@ -34,6 +34,7 @@ class Result:
   failed: list            # Names of trials that failed.
   skipped: list           # Names of trials finished by an earlier run, not rerun.
   ray_start_seconds: float
+  stopped: list           # Names of trials a scheduler stopped early (resumable).
 
 
 def sweep(sweep_file, files=(), bindings=(), plugins=(), logdir=None, address=None,
@@ -67,12 +68,14 @@ def sweep(sweep_file, files=(), bindings=(), plugins=(), logdir=None, address=No
   else:
     todo = trials
   skipped = [t.name for t in trials if t not in todo]
-  table = progress_lib.Table([t.name for t in trials], stream=stream)
+  # A search's trials are named as Tune samples them (the table grows).
+  table = progress_lib.Table([t.name for t in trials] if spec.search is None else [],
+                             stream=stream)
   for name in skipped:
     table.skipped(name)
   if not todo:
     table.final()
-    return Result(sweepdir, trials, skipped, [], skipped, 0.0)
+    return Result(sweepdir, trials, skipped, [], skipped, 0.0, [])
 
   ray_start = start_ray(address)
   try:
@@ -82,13 +85,26 @@ def sweep(sweep_file, files=(), bindings=(), plugins=(), logdir=None, address=No
     import ray  # pylint: disable=import-outside-toplevel
     ray.shutdown()
   table.final()
-  failed = [_name(result.config) for result in grid if result.error is not None]
-  finished = skipped + [_name(result.config) for result in grid if result.error is None]
-  return Result(sweepdir, trials, finished, failed, skipped, ray_start)
+  ran = [(trial_lib.trial_of(result.config), result.error) for result in grid]
+  if spec.search is not None:  # The sampled trials, for `dreamkit compare`.
+    trials = [trial for trial, _ in ran]
+    spec_lib.write_manifest(sweepdir, sweep_file, trials, files, bindings)
+  failed = [trial.name for trial, error in ran if error is not None]
+  finished = skipped + [trial.name for trial, error in ran
+                        if error is None and trial_lib.finished(trial.logdir, trial.steps)]
+  stopped = [trial.name for trial, error in ran
+             if error is None and trial.name not in finished]
+  return Result(sweepdir, trials, finished, failed, skipped, ray_start, stopped)
 
 
 def _name(config):
   return trial_lib.trial_of(config).name
+
+
+def _finished(tune_trial):
+  """Whether a trial Tune completed ran to its end (a scheduler may stop it early)."""
+  trial = trial_lib.trial_of(tune_trial.config)
+  return trial_lib.finished(trial.logdir, trial.steps)
 
 
 def check_address(address):
@@ -160,12 +176,11 @@ def _tuner(spec, trials, sweepdir, table, cpus_per_trial, gpus_per_trial, max_co
   tune_config = tune.TuneConfig(
       metric=spec.metric, mode=spec.mode, num_samples=num_samples,
       max_concurrent_trials=max_concurrent,
-      scheduler=spec.scheduler() if spec.scheduler else None,
-      search_alg=spec.search() if spec.search else None,
+      scheduler=spec.scheduler, search_alg=spec.search,
       trial_name_creator=name_of, trial_dirname_creator=dirname)
   run_config = tune.RunConfig(
       name=time.strftime('tune-%Y%m%d-%H%M%S'), storage_path=str(sweepdir / '.tune'),
       failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-      callbacks=[progress_lib.Reporter(table, name_of)], verbose=0)
+      callbacks=[progress_lib.Reporter(table, name_of, _finished)], verbose=0)
   return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                     run_config=run_config)

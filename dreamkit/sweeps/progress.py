@@ -13,8 +13,8 @@ import time
 
 from ray import tune
 
-PENDING, RUNNING, FINISHED, FAILED, SKIPPED = (
-    'pending', 'running', 'finished', 'FAILED', 'done before')
+PENDING, RUNNING, FINISHED, STOPPED, FAILED, SKIPPED = (
+    'pending', 'running', 'finished', 'stopped early', 'FAILED', 'done before')
 
 
 class Table:
@@ -139,9 +139,10 @@ def _duration(seconds):
 class Reporter(tune.Callback):
   """Feeds Tune's trial events into a `Table` (the driver's process)."""
 
-  def __init__(self, table, name_of):
+  def __init__(self, table, name_of, finished):
     self.table = table
     self.name_of = name_of  # Tune trial -> the sweep's trial name.
+    self.finished = finished  # Tune trial -> whether it ran to its end.
 
   def on_trial_start(self, iteration, trials, trial, **info):
     self.table.update(self.name_of(trial), status=RUNNING)
@@ -157,7 +158,8 @@ class Reporter(tune.Callback):
                       eval_return=values['eval_return'], budget=values['steps_budget'])
 
   def on_trial_complete(self, iteration, trials, trial, **info):
-    self.table.update(self.name_of(trial), status=FINISHED)
+    self.table.update(self.name_of(trial),
+                      status=FINISHED if self.finished(trial) else STOPPED)
 
   def on_trial_error(self, iteration, trials, trial, **info):
     self.table.update(self.name_of(trial), status=FAILED)

@@ -47,8 +47,8 @@ class Sweep:
       bindings applied on top of the pipelines; a variant with no bindings is the
       baseline. Empty: one variant, 'baseline'.
     metric / mode: what a scheduler or search optimises ('eval_return', 'max').
-    scheduler: a Tune trial scheduler factory, e.g. @tune.ASHAScheduler (called with
-      no arguments; bind its options in the sweep file, `time_attr = 'step'`).
+    scheduler: a Tune trial scheduler factory, e.g. @tune.ASHAScheduler (`read` calls
+      it with no arguments; bind its options in the sweep file, `time_attr = 'step'`).
     search: a Tune search algorithm factory, e.g. @tune.OptunaSearch, which samples
       `space` `samples` times (one task, one seed: each sample is one trial).
     space: {binding name: (distribution, arguments...)}: what `search` samples, with
@@ -163,11 +163,27 @@ def read(sweep_file, plugins=(), bindings=()):
                           'trial runs, e.g. Sweep.pipelines = '
                           "['../cartpole_dreamerv2.gin'].") from None
       raise
+    # Built while their bindings (`tune.ASHAScheduler.max_t`) are parsed.
+    sweep.scheduler = _build(sweep.scheduler, 'Sweep.scheduler')
+    sweep.search = _build(sweep.search, 'Sweep.search')
   finally:
     gin.clear_config()
   sweep.pipelines = [str((path.parent / p).resolve()) for p in sweep.pipelines]
   config_lib.check_files(sweep.pipelines)
   return sweep
+
+
+def _build(factory, slot):
+  """Calls a Tune factory of the sweep file; its mistakes are one-line ConfigErrors."""
+  if factory is None:
+    return None
+  import optuna  # pylint: disable=import-outside-toplevel
+  optuna.logging.set_verbosity(optuna.logging.WARNING)  # Not a line per new study.
+  try:
+    return factory()
+  except (TypeError, ValueError, ImportError, AssertionError) as error:
+    message = ' '.join(str(error).split())
+    raise ConfigError(f'{slot}: {message}') from None
 
 
 def _register_tune():

@@ -66,16 +66,21 @@ def run_trial(config):
         # which would stop the run mid-step; the run gets SIGTERM instead, and saves.
         start_new_session=True)
   rows = Rows(logdir / 'metrics.jsonl')
+  # Rows of the last step wait for the run's end and its marker: a scheduler that
+  # stops trials at the budget (ASHA at max_t) then stops a finished trial.
+  last = []
   try:
     while process.poll() is None:
       for metrics in rows.new():
-        tune.report(metrics)
+        if metrics['step'] >= trial.steps:
+          last.append(metrics)
+        else:
+          tune.report(metrics)
       time.sleep(POLL_SECONDS)
   finally:
     if process.poll() is None:  # Tune stopped the trial (or the worker is exiting).
       stop(process)
-  for metrics in rows.new():
-    tune.report(metrics)
+  last += rows.new()
   code = process.returncode
   if code != 0:
     raise RuntimeError(
@@ -86,6 +91,16 @@ def run_trial(config):
             'seconds': round(time.time() - started, 1)}
   (logdir / (MARKER + '.tmp')).write_text(json.dumps(marker))
   (logdir / (MARKER + '.tmp')).replace(logdir / MARKER)
+  if last:
+    # The rows of the last step as one report (the evaluation with the losses): a
+    # scheduler stopping at the budget reads only the first report there. It goes
+    # twice, since Tune takes a function's last report for its end-of-trial
+    # duplicate and passes that to no scheduler or callback.
+    final = {}
+    for metrics in last:
+      final.update(metrics)
+    tune.report(final)
+    tune.report(final)
 
 
 def trial_of(config):
