@@ -297,7 +297,7 @@ def _located(loaded):
 @click.option('--episodes', default=None, type=int, metavar='N',
               help="Episodes to play.  [default: the run's Pipeline.eval_eps]")
 @click.option('--envs', default=None, type=int, metavar='K',
-              help="Env copies in lock step (in parallel with Pipeline.parallel).  "
+              help="Env copies in lock step, in parallel worker processes.  "
                    "[default: the run's Pipeline.eval_envs]")
 @click.option('--task', default=None, metavar='TASK',
               help='Evaluate on another task (transfer); env options go in -b, e.g. '

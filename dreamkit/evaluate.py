@@ -55,7 +55,7 @@ def evaluate(logdir, checkpoint='latest', episodes=None, envs=None, task=None,
     logdir: the run's folder.
     checkpoint: 'latest' or the agent step of a kept checkpoint.
     episodes / envs: how many episodes, on how many env copies in lock step (in
-      parallel when the run's `Pipeline.parallel`). None: the run's `eval_eps` /
+      worker processes when there are several). None: the run's `eval_eps` /
       `eval_envs`, which replays the runner's own evaluation at that step.
     task: another task or env option to evaluate on (transfer), e.g. 'atari:breakout';
       env options go in `bindings` ("envs.Atari.sticky = False").
@@ -85,6 +85,9 @@ def evaluate(logdir, checkpoint='latest', episodes=None, envs=None, task=None,
   if count < 1 or copies < 1:
     raise UserError('--episodes and --envs must be at least 1.')
   env_seed, policy_seed, _ = evaluation.seeds(s.seed, step)
+  # Several copies step in worker processes; the seeds make their episodes the same
+  # as in this process, so the returns do not depend on it.
+  s.parallel = s.parallel or copies > 1
   restore.prepare(s)
   with train._make_envs(s, copies, env_seed) as env_copies:  # pylint: disable=protected-access
     agent = restore.agent(s, env_copies, path)
