@@ -2,13 +2,13 @@
 
     args = validate.Arguments(self)                 # in __init__, first thing
     self.units = args.positive_int(units, 'units')  # 'reward/heads.MLPHead.units ...'
-    self.dist = args.one_of(dist, 'dist', DISTS)
+    self.dist = args.one_of(dist, 'dist', DISTS, 'a distribution')
 
 A message names the binding as a user writes it in gin (`kind.Name.parameter`, with
 the scope gin built the component in: `reward/heads.MLPHead.dist`), says what is
 wrong and what would be accepted, on one line:
 
-    reward/heads.MLPHead.dist must be one of: mse, normal, ...; got 'gaussian'.
+    reward/heads.MLPHead.dist must be a distribution, one of: mse, normal, ...; got 'gaussian'.
 
 `dreamkit config --check` and `dreamkit run` add where that binding was set
 (runner/check.py). A component checks every value in `__init__`, before anything is
@@ -59,7 +59,7 @@ class Arguments:
 
 
 def gin_name(cls):
-  """How gin names the configurable `cls` is: 'heads.MLPHead' for a registered
+  """The name gin files give the class `cls`: 'heads.MLPHead' for a registered
   component, 'WorldModel' or 'Pipeline' for a core class.
 
   A class gin does not know takes the name of the nearest class it derives from that
