@@ -41,7 +41,6 @@ setup(
         'pandas>=2',
         'ray[tune]==2.60.*',  # `dreamkit sweep`: trials as processes, local or on a cluster
         'rliable>=1.2,<2',  # `dreamkit compare`: IQM / median with stratified bootstrap CIs
-        'arch>=8',  # rliable's bootstrap; arch 7 fails to import under pandas 3
         'optuna>=4',  # `Sweep.search = @tune.OptunaSearch`: hyperparameter searches
     ],
     extras_require={

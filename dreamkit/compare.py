@@ -13,7 +13,7 @@ left out of the statistics.
 
 Across tasks, rliable's interquartile mean (IQM) and median of the final scores with
 stratified-bootstrap 95% CIs (Agarwal et al. 2021, "Deep RL at the Edge of the
-Statistical Precipice"). Scores are first put on a common scale: Atari games
+Statistical Precipice"; seeds resampled within each task). Scores are first put on a common scale: Atari games
 gamer-normalised ((score - random) / (human_gamer - random)), DM Control divided by
 1000 (`dreamkit.scores.normalize`); a single task needs no common scale and keeps its
 returns; several tasks of which some have no scale (Gym) get no aggregate, and the
@@ -32,6 +32,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 
 from dreamkit import scores as scores_lib
 from dreamkit.errors import UserError
@@ -219,45 +220,22 @@ def aggregates(seeds, seed, reps):
 
 def interval_estimates(matrix, seed, reps):
   """((IQM, median), (lows, highs)) of a [runs, tasks] score matrix: rliable's
-  aggregates with its stratified bootstrap (runs resampled within each task)."""
-  # pylint: disable=import-outside-toplevel
-  from rliable import library
-  from rliable import metrics
+  aggregates, with 95% percentile CIs from a stratified bootstrap (runs resampled
+  with replacement within each task, as rliable's StratifiedBootstrap does).
 
-  def aggregate(scores):
-    return np.array([metrics.aggregate_iqm(scores), metrics.aggregate_median(scores)])
-
-  point = aggregate(matrix)
-  bootstrap = _stratified_bootstrap(library, matrix, seed)
-  intervals = bootstrap.conf_int(aggregate, reps=reps, size=CONFIDENCE, method='percentile')
-  return tuple(float(v) for v in point), (intervals[0], intervals[1])
-
-
-def _stratified_bootstrap(library, matrix, seed):
-  """rliable's StratifiedBootstrap over `matrix` [runs, tasks], seeded.
-
-  rliable 1.2 hands arch its `random_state=` argument, which arch >= 7 calls `seed=`
-  (and it draws from NumPy's global generator). This subclass passes the seed as arch
-  names it and draws from arch's own generator; the resampling is rliable's: runs
-  resampled with replacement within each task.
+  The bootstrap is written here with NumPy: rliable's own goes through `arch`, whose
+  versions rliable 1.2 accepts (< 8) do not import under pandas 3.
   """
-
-  class Stratified(library.StratifiedBootstrap):
-    """See `_stratified_bootstrap`."""
-
-    def __init__(self, scores, generator):  # pylint: disable=super-init-not-called
-      library.arch_bs.IIDBootstrap.__init__(self, scores, seed=generator)
-      self._args_shape = scores.shape
-      self._num_tasks = scores.shape[1]
-      self._parameters = [self._num_tasks, False]
-      self._task_bootstrap = False
-      self._strata_indices = self._get_strata_indices()
-
-    def update_indices(self):
-      indices = self.generator.choice(self._num_items, self._args_shape, replace=True)
-      return (indices, *self._strata_indices)
-
-  return Stratified(matrix, np.random.default_rng(seed))
+  from rliable import metrics  # pylint: disable=import-outside-toplevel
+  point = (float(metrics.aggregate_iqm(matrix)), float(metrics.aggregate_median(matrix)))
+  runs, tasks = matrix.shape
+  rng = np.random.default_rng(seed)
+  resampled = matrix[rng.integers(0, runs, (reps, runs, tasks)), np.arange(tasks)]
+  iqm = scipy.stats.trim_mean(resampled.reshape(reps, -1), 0.25, axis=1)
+  median = np.median(resampled.mean(1), axis=1)  # rliable: the median of task means.
+  tail = (1 - CONFIDENCE) / 2 * 100
+  lows, highs = np.percentile(np.stack([iqm, median]), [tail, 100 - tail], axis=1)
+  return point, (lows, highs)
 
 
 # --- Output ----------------------------------------------------------------------------
