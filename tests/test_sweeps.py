@@ -226,6 +226,23 @@ def test_progress_table_lines_and_eta(monkeypatch):
   assert stream.getvalue().splitlines() == ['a/y/seed1: done before', 'a/x/seed0: running']
 
 
+class FakeTerminal(io.StringIO):
+  def isatty(self):
+    return True
+
+
+def test_progress_table_redraws_in_place_on_a_terminal():
+  stream = FakeTerminal()
+  table = progress.Table(['a/x/seed0', 'a/y/seed0'], stream=stream, interval=0.0)
+  table.update('a/x/seed0', status=progress.RUNNING)
+  first = stream.getvalue()
+  assert first.startswith('\x1b[J') and first.count('\n') == 4  # Header, 2 rows, summary.
+  table.update('a/x/seed0', status=progress.FINISHED)
+  second = stream.getvalue()[len(first):]
+  assert second.startswith('\x1b[4F\x1b[J')  # Up over the 4 lines drawn, clear, redraw.
+  assert 'a/x/seed0  finished' in second and '1 finished, 1 pending' in second
+
+
 # --- A tiny sweep on a local Ray, end to end ------------------------------------------
 
 def checkpoint_step(logdir):
