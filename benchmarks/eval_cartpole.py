@@ -4,7 +4,7 @@ whether it replays the runner's own evaluation.
     python benchmarks/eval_cartpole.py                       # train to 450, then evaluate
     python benchmarks/eval_cartpole.py --logdir logdir/cp    # reuse a trained run there
 
-Trains `pipelines/cartpole_dreamerv2.gin` (seed 0) with a checkpoint at every
+Trains `pipelines/cartpole_dreamerv2.gin` (seed 0, or --seed) with a checkpoint at every
 evaluation (`checkpoint_every = eval_every`, 20 kept) and stops it (SIGTERM, which
 saves) once an evaluation reaches 450, as benchmarks/learning.py --stop-at-target
 does. Then, for the first evaluation step that reached the target:
@@ -58,12 +58,13 @@ def dreamkit_eval(logdir, *args):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--logdir', type=Path, default=Path('benchmarks/results/eval_cartpole'))
+  parser.add_argument('--seed', type=int, default=0, help="The training run's seed.")
   args = parser.parse_args()
   root = args.logdir
-  logdir = root / 'cartpole-seed0'
+  logdir = root / f'cartpole-seed{args.seed}'
   if not (logdir / 'checkpoints').exists():
     root.mkdir(parents=True, exist_ok=True)
-    learning.run('cartpole', 0, root, ['-b', 'Pipeline.checkpoint_every = 2500',
+    learning.run('cartpole', args.seed, root, ['-b', 'Pipeline.checkpoint_every = 2500',
                                        '-b', 'Pipeline.keep_checkpoints = 20'],
                  stop_at_target=True)
   reached = [step for step, value in sorted(evaluations(logdir).items()) if value >= TARGET]

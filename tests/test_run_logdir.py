@@ -16,7 +16,7 @@ def test_the_record_names_plugin_files_and_entry_points(trained_run):
       '"""An example dreamkit plugin')
   assert {'name': 'trained_sinks', 'value': 'trained_ep.sinks',
           'distribution': 'trained-ep', 'version': '1.0'} in record['entry_points']
-  assert '@encoders.ImpalaEncoder' in (logdir / 'config.gin').read_text()
+  assert '@encoders.SmallImpalaEncoder' in (logdir / 'config.gin').read_text()
   # The agent plays in the videos written during training, beside the predictions.
   videos = sorted(path.name for path in (logdir / 'videos').iterdir())
   assert f'policy_image_{helper.STEPS:09d}.gif' in videos

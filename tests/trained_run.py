@@ -5,7 +5,7 @@ fixture `trained_run` in conftest.py.
 The fake env with a 16x16 image and a vector, at debug sizes (eager), 120 agent
 steps: prefill 100, then an update every 10 steps; evaluations (one episode) at
 steps 100 and 120, a checkpoint and videos at 120. It is a plugin run by both routes: its encoder comes
-from a plugin file (a copy of plugins/impala_encoder.py, moved away after training
+from a plugin file (plugins/impala_encoder.py's encoder as SmallImpalaEncoder, moved away after training
 so that only the logdir's copy remains) and one of its outputs from an installed
 package's entry point (a dist-info folder on PYTHONPATH), so rebuilding it needs the
 run's record.
@@ -13,7 +13,6 @@ run's record.
 
 import dataclasses
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -74,7 +73,10 @@ def train(root):
       [str(site), os.environ.get('PYTHONPATH', '')]).rstrip(os.pathsep))
   plugin = root / 'elsewhere' / 'small_impala.py'
   plugin.parent.mkdir()
-  shutil.copyfile(REPO / 'plugins' / 'impala_encoder.py', plugin)
+  # Its encoder registered under a name of its own: tests that rebuild this run in
+  # their process register it, and later tests still load plugins/impala_encoder.py.
+  plugin.write_text((REPO / 'plugins' / 'impala_encoder.py').read_text().replace(
+      'ImpalaEncoder', 'SmallImpalaEncoder'))
   pipeline = root / 'fake.gin'
   pipeline.write_text(textwrap.dedent(f'''\
       include '{REPO / 'pipelines' / 'dreamerv2_defaults.gin'}'
@@ -82,9 +84,9 @@ def train(root):
       CNN_KEYS = 'image'
       MLP_KEYS = 'vector'
       heads.DreamerDecoder.cnn_kernels = (2, 2, 2, 2)   # 16x16 images
-      WorldModel.encoder = @encoders.ImpalaEncoder
-      encoders.ImpalaEncoder.depths = (4, 8)
-      encoders.ImpalaEncoder.embed_size = 32
+      WorldModel.encoder = @encoders.SmallImpalaEncoder
+      encoders.SmallImpalaEncoder.depths = (4, 8)
+      encoders.SmallImpalaEncoder.embed_size = 32
       Pipeline.outputs = [@outputs.JSONL, @outputs.TensorBoard, @outputs.VideoFiles,
                           @outputs.CountingSink]
       '''))
