@@ -147,13 +147,13 @@ def workers(pid):
   return sorted(found)
 
 
-def saving(checkpoints):
-  """Whether TF is writing a checkpoint in `checkpoints` (its temporary files)."""
+def temporary(checkpoints):
+  """The names of TF's temporary checkpoint files and folders in `checkpoints`."""
   try:
-    return any('_temp' in path.name or path.name.endswith('.tmp')
-               for path in checkpoints.iterdir())
+    return {path.name for path in checkpoints.iterdir()
+            if '_temp' in path.name or '.tmp' in path.name}
   except FileNotFoundError:
-    return False
+    return set()
 
 
 def metric_rows(logdir):
@@ -221,9 +221,12 @@ def strike(run, kind, number, logdir, rng):
   if kind == 'save':
     if not run.wait_for(TRAINING_LINE, 900):
       return None
+    # A save in progress: a temporary file that was not there before (one left by an
+    # earlier killed save is not a save; the run removes those when it next saves).
+    stale = temporary(checkpoints)
     deadline = time.time() + 900
     while run.alive() and time.time() < deadline:
-      if saving(checkpoints):
+      if temporary(checkpoints) - stale:
         run.signal(number)
         return 'save'
       time.sleep(0.002)

@@ -125,3 +125,22 @@ def test_a_full_disk_stops_the_run_with_one_line_after_closing(
   assert not list(replay.glob('*' + hdf5.TEMP_SUFFIX))
   assert all(hdf5.check_file(episode, hdf5.length_from_name(episode.name)) is None
              for episode in replay.glob('*.h5'))
+
+
+def test_what_a_killed_save_left_is_removed_by_the_next_save(tmp_path, eager):
+  del eager
+  first, latest, saver = two_checkpoints(tmp_path)
+  # A save SIGKILLed mid-write leaves TF's temporary folder (and maybe its temporary
+  # state file) behind, in a folder whose complete checkpoints are untouched.
+  torn = tmp_path / 'ckpt-7_temp'
+  torn.mkdir()
+  (torn / 'part-00000-of-00001.data-00000-of-00001').write_bytes(b'x' * 10)
+  (tmp_path / 'checkpoint.tmp0123abcd').write_text('partial')
+  loader, _ = fresh_loader(tmp_path)
+  assert loader.restore() and loader.restored == latest
+  assert torn.exists()  # Restoring (also `dreamkit eval`) writes and removes nothing.
+  newest = saver.save()
+  names = {path.name for path in tmp_path.iterdir()}
+  assert 'ckpt-7_temp' not in names and 'checkpoint.tmp0123abcd' not in names
+  assert {'ckpt-1.index', 'ckpt-2.index', 'ckpt-3.index', 'checkpoint'} <= names
+  assert newest.endswith('ckpt-3') and first.endswith('ckpt-1')

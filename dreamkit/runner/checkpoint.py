@@ -41,6 +41,9 @@ _SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
 # or missing file), and an IndexError ('Read less bytes than requested') from a
 # truncated data file. A mismatch of names or shapes is a UserError before that.
 _UNREADABLE = (tf.errors.OpError, IndexError, OSError)
+# Left by a save that was killed mid-write: TF's temporary checkpoint folder and the
+# temporary state file it renames to `checkpoint`.
+_INTERRUPTED = re.compile(r'^(.+-\d+_temp|checkpoint\.tmp.*)$')
 
 
 def named_variables(part, prefix='agent'):
@@ -170,6 +173,7 @@ class Checkpoint:
     """
     self._rng_state.assign(json.dumps(self._rng.bit_generator.state))
     self._directory.mkdir(parents=True, exist_ok=True)
+    self._remove_interrupted()
     before = set(self._directory.iterdir())
     try:
       return self._manager.save(checkpoint_number=number)
@@ -180,6 +184,17 @@ class Checkpoint:
           f'Could not write a checkpoint in {self._directory} ({_reason(error)}); '
           + (f'the last complete one is {latest}.' if latest
              else 'none was written before.')) from error
+
+  def _remove_interrupted(self):
+    """Removes what a save killed mid-write (an earlier process) left behind:
+    TensorFlow's `<prefix>-<n>_temp` folders and `checkpoint.tmp*` state files. They
+    are never complete, and only the run that saves into this folder writes them."""
+    for path in self._directory.iterdir():
+      if _INTERRUPTED.match(path.name):
+        if path.is_dir():
+          shutil.rmtree(path, ignore_errors=True)
+        else:
+          path.unlink(missing_ok=True)
 
   def _remove_unfinished(self, before):
     """Removes what a failed save added that the state file does not list."""
