@@ -5,7 +5,8 @@ whether it replays the runner's own evaluation.
     python benchmarks/eval_cartpole.py --logdir logdir/cp    # reuse a trained run there
 
 Trains `pipelines/cartpole_dreamerv2.gin` (seed 0, or --seed) with a checkpoint at every
-evaluation (`checkpoint_every = eval_every`, 20 kept) and stops it (SIGTERM, which
+evaluation (evaluations come at prefill + k * eval_every = 1,000 + k * 2,500 steps, so
+`checkpoint_every = 500` saves at each of them; 60 kept) and stops it (SIGTERM, which
 saves) once an evaluation reaches 450, as benchmarks/learning.py --stop-at-target
 does. Then, for the first evaluation step that reached the target:
 
@@ -64,8 +65,8 @@ def main():
   logdir = root / f'cartpole-seed{args.seed}'
   if not (logdir / 'checkpoints').exists():
     root.mkdir(parents=True, exist_ok=True)
-    learning.run('cartpole', args.seed, root, ['-b', 'Pipeline.checkpoint_every = 2500',
-                                       '-b', 'Pipeline.keep_checkpoints = 20'],
+    learning.run('cartpole', args.seed, root, ['-b', 'Pipeline.checkpoint_every = 500',
+                                       '-b', 'Pipeline.keep_checkpoints = 60'],
                  stop_at_target=True)
   reached = [step for step, value in sorted(evaluations(logdir).items()) if value >= TARGET]
   if not reached:
