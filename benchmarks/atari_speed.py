@@ -13,14 +13,11 @@ random policy (the prefill rate), policy steps/s at batch 1, seconds per update
 import argparse
 import time
 
-import gin
 import numpy as np
 import tensorflow as tf
 
-from dreamkit import config
 from dreamkit import envs
-from dreamkit import precision as precision_lib
-from dreamkit.agent import Agent
+from small_speed import build_agent
 
 PIPELINE = 'pipelines/atari_dreamerv2.gin'
 
@@ -54,10 +51,8 @@ def fake_batch(obs_space, act_space, batch=16, length=50):
 
 
 def measure(precision, obs_space, act_space, repeats):
-  gin.clear_config()
-  config.load([PIPELINE], [f'Pipeline.precision = {precision!r}'], finalize=False)
-  policy_name = precision_lib.set_precision(precision)
-  agent = gin.get_configurable(Agent)(obs_space, act_space, tf.Variable(0, dtype=tf.int64))
+  agent, _, policy_name = build_agent(
+      [PIPELINE], [f'Pipeline.precision = {precision!r}'], obs_space, act_space)
   batch = fake_batch(obs_space, act_space)
   start = time.perf_counter()
   agent.train(batch)

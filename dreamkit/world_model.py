@@ -43,6 +43,13 @@ class WorldModel(keras.layers.Layer):
       the factory's own default distribution. None: no discount head (only with
       pred_discount False).
     pred_discount: whether to learn the discount head (False on DMC).
+    terminal_weight: how much a terminal step's term of the discount loss counts
+      against a non-terminal one's. 1 (the reference): every step alike. A number
+      w > 0: each terminal step counts w times. 'balanced': w = non-terminal /
+      terminal steps of each batch, so both classes weigh the same; for tasks whose
+      terminations are rare and decided by a threshold the latent state blurs
+      (CartPole's |x| > 2.4), which a per-step likelihood learns to predict as
+      almost never happening (docs/diagnostics.md, term_prob_end).
     grad_heads: heads whose gradients reach the encoder and RSSM; the others are
       trained on stop_gradient(feat).
     loss_scales: {loss name: scale}, names 'kl', 'reward', 'discount' and the decoded
@@ -57,7 +64,7 @@ class WorldModel(keras.layers.Layer):
 
   def __init__(
       self, obs_space, act_space, encoder, dynamics, decoder, reward_head, discount,
-      discount_head=None, pred_discount=True,
+      discount_head=None, pred_discount=True, terminal_weight=1.0,
       grad_heads=('decoder', 'reward', 'discount'), loss_scales=None,
       kl_balance=0.8, kl_free=0.0, kl_forward=False, kl_free_avg=True,
       clip_rewards='tanh', model_lr=1e-4, model_eps=1e-5,
@@ -96,6 +103,11 @@ class WorldModel(keras.layers.Layer):
     self.clip_rewards = args.one_of(clip_rewards, 'clip_rewards', REWARD_CLIPS, 'a reward clip')
     self.discount = args.fraction(discount, 'discount')
     self.pred_discount = args.boolean(pred_discount, 'pred_discount')
+    if isinstance(terminal_weight, str) and terminal_weight != 'balanced':
+      raise ConfigError(f"{args.name('terminal_weight')} must be 'balanced' or a number "
+                        f'> 0, got {terminal_weight!r}.')
+    self.terminal_weight = terminal_weight if terminal_weight == 'balanced' else (
+        args.number(terminal_weight, 'terminal_weight', 0, low_open=True))
     model_lr = args.positive(model_lr, 'model_lr')
     model_eps = args.positive(model_eps, 'model_eps')
     model_clip = args.clip_norm(model_clip, 'model_clip')
@@ -185,7 +197,11 @@ class WorldModel(keras.layers.Layer):
       for key, dist in dists.items():
         like = tf.cast(dist.log_prob(data[key]), tf.float32)
         likes[key] = like
-        losses[key] = -tf.reduce_mean(like)
+        if key == 'discount' and self.terminal_weight != 1.0:
+          weights = terminal_weights(data['is_terminal'], self.terminal_weight)
+          losses[key] = -tf.reduce_mean(weights * like)
+        else:
+          losses[key] = -tf.reduce_mean(like)
     loss = tf.add_n([
         self.loss_scales.get(name, 1.0) * value for name, value in losses.items()])
     outputs = dict(
@@ -231,6 +247,20 @@ class WorldModel(keras.layers.Layer):
     model = tf.clip_by_value(tf.cast(model, tf.float32), 0.0, 1.0)
     error = (model - truth + 1) / 2
     return tf.concat([truth, model, error], 2)
+
+
+def terminal_weights(is_terminal, weight):
+  """Per-step weights of the discount loss: `weight` at terminal steps, 1 elsewhere.
+
+  `weight` 'balanced': the batch's non-terminal / terminal step count (1 when the
+  batch has no terminal step), so the two classes weigh the same in total.
+  """
+  terminal = tf.cast(is_terminal, tf.float32)
+  if weight == 'balanced':
+    ends = tf.reduce_sum(terminal)
+    others = tf.cast(tf.size(terminal), tf.float32) - ends
+    weight = tf.where(ends > 0, others / tf.maximum(ends, 1.0), 1.0)
+  return 1.0 + (weight - 1.0) * terminal
 
 
 gin.register(WorldModel, module='dreamkit')

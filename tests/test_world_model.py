@@ -12,7 +12,7 @@ import tensorflow as tf
 from dreamkit.errors import ConfigError
 from dreamkit.networks import dynamics as dynamics_lib
 from dreamkit.networks import encoders, heads
-from dreamkit.world_model import WorldModel
+from dreamkit.world_model import WorldModel, terminal_weights
 
 B, T, ACTIONS = 2, 4, 3
 LATENTS = {
@@ -336,3 +336,31 @@ def test_docs_list_every_component_and_parameter():
   for name in inspect.signature(WorldModel.__init__).parameters:
     if name not in ('self', 'obs_space', 'act_space'):
       assert f'`{name}`' in text, name
+
+
+@pytest.mark.parametrize('weight', [1.0, 4.0, 'balanced'])
+def test_terminal_weight_scales_the_terminal_steps_of_the_discount_loss(weight):
+  spaces = make_spaces(image=False)
+  wm = tiny_model(spaces, terminal_weight=weight)
+  batch = make_batch(spaces)          # One terminal step of B * T.
+  batch['is_terminal'][1, 3] = True   # Two.
+  _, _, outputs, metrics = wm.compute_loss(wm.preprocess(batch))
+  like = outputs['likes']['discount'].numpy()
+  terminal = batch['is_terminal']
+  factor = (terminal.size - 2) / 2 if weight == 'balanced' else weight
+  want = -(like[~terminal].sum() + factor * like[terminal].sum()) / terminal.size
+  assert float(metrics['discount_loss']) == pytest.approx(want, rel=1e-5)
+
+
+def test_balanced_terminal_weights():
+  weights = terminal_weights(tf.constant([[False, True, False, False]]), 'balanced')
+  np.testing.assert_allclose(weights.numpy(), [[1.0, 3.0, 1.0, 1.0]])
+  # No terminal step in the batch: every weight 1, not a division by zero.
+  weights = terminal_weights(tf.zeros([2, 3], tf.bool), 'balanced')
+  np.testing.assert_allclose(weights.numpy(), np.ones([2, 3]))
+
+
+@pytest.mark.parametrize('weight', [0, -1.0, 'rare', None])
+def test_terminal_weight_refused(weight):
+  with pytest.raises(ConfigError, match='terminal_weight'):
+    tiny_model(make_spaces(image=False), terminal_weight=weight)
