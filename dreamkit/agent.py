@@ -107,6 +107,13 @@ class Agent(keras.layers.Layer):
     visit(self.state())
     return found
 
+  def check_batch_length(self, length):
+    """ConfigError when a part cannot train on chunks of `length` steps (each part
+    with a `check_batch_length(length)` method is asked)."""
+    for part in (self.world_model, self.actor_critic, self.explorer):
+      if hasattr(part, 'check_batch_length'):
+        part.check_batch_length(length)
+
   def initial_state(self, count):
     """The policy state for `count` environments: zero latent and zero action."""
     latent = self.world_model.dynamics.initial(count)

@@ -47,6 +47,8 @@ BAD = {
     'size of a replay': ('replays.HDF5Replay.minlen = 0', ['minlen', 'positive']),
     'replay maxlen below minlen': ('replays.HDF5Replay.maxlen = 5', ['maxlen', 'minlen (10)']),
     'ensemble size': ('explorers.Plan2Explore.disag_models = 0', ['disag_models', 'at least 2']),
+    'ensemble offset past the chunk': (
+        'explorers.Plan2Explore.disag_offset = 50', ['disag_offset = 50', 'batch_length = 10']),
     'fraction': ('ActorCritic.discount_lambda = 1.5', ['discount_lambda', '[0, 1]']),
     'regex': ("MLP_KEYS = '(['", ['mlp_keys', 'regex']),
     'keys matching nothing': ("MLP_KEYS = 'nothing'", ['no observation key matches', 'MLP_KEYS']),
@@ -92,6 +94,7 @@ BAD = {
 CHOOSE = {
     'enum explorer target': ['-b', 'Pipeline.explorer = @explorers.Plan2Explore'],
     'ensemble size': ['-b', 'Pipeline.explorer = @explorers.Plan2Explore'],
+    'ensemble offset past the chunk': ['-b', 'Pipeline.explorer = @explorers.Plan2Explore'],
     'objective schedule': ['-b', 'ActorCritic.objective = @objectives.Both'],
     'gaussian std activation': ['-b', 'WorldModel.dynamics = @dynamics.GaussianRSSM'],
     'memory replay': ['-b', 'Pipeline.replay = @replays.MemoryReplay'],

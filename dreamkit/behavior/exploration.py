@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from dreamkit import optim
+from dreamkit.errors import ConfigError
 from dreamkit import registry as registry_lib
 from dreamkit import validate
 from dreamkit.behavior.actor_critic import ActorCritic, RewardNorm
@@ -190,6 +191,15 @@ class Plan2Explore(keras.layers.Layer, Explorer):
     size = _target_size(world_model, disag_target)
     self.ensemble = [heads_lib.registry.build(head, 'Plan2Explore.head', (size,))
                      for _ in range(self.disag_models)]
+
+  def check_batch_length(self, length):
+    """ConfigError unless training chunks of `length` steps leave the ensemble a
+    target: it predicts `disag_offset` steps ahead within a chunk."""
+    if self.disag_offset >= length:
+      raise ConfigError(
+          f'{validate.gin_name(type(self))}.disag_offset = {self.disag_offset} leaves '
+          f'no target in chunks of Pipeline.batch_length = {length} steps; set '
+          f'disag_offset below {length} (the reference uses 1) or a longer batch_length.')
 
   @property
   def world_model(self):

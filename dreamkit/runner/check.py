@@ -42,6 +42,7 @@ def check(s):
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     agent = agent_lib.build(envs.obs_space, envs.act_space, step, s.world_model,
                             s.actor_critic, s.explorer, s.agent)
+    agent.check_batch_length(s.batch_length)
     with tempfile.TemporaryDirectory(prefix='dreamkit-check-') as folder:
       for make in s.outputs:
         output = outputs_lib.registry.build(make, 'Pipeline.outputs', Path(folder))

@@ -149,6 +149,7 @@ def _train(s, stack, record):
   agent = agent_lib.build(
       spaces.obs_space, spaces.act_space, counters.step, s.world_model,
       s.actor_critic, s.explorer, s.agent)
+  agent.check_batch_length(s.batch_length)
 
   # 2. The record of the run.
   logdir = s.logdir
