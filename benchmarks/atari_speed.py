@@ -14,10 +14,9 @@ import argparse
 import time
 
 import numpy as np
-import tensorflow as tf
 
 from dreamkit import envs
-from small_speed import build_agent
+from small_speed import build_agent, fake_batch, time_agent
 
 PIPELINE = 'pipelines/atari_dreamerv2.gin'
 
@@ -36,39 +35,12 @@ def env_rate(steps=500):
   return seconds, env.obs_space, env.act_space
 
 
-def fake_batch(obs_space, act_space, batch=16, length=50):
-  rng = np.random.default_rng(0)
-  data = {
-      'image': rng.integers(0, 255, (batch, length) + obs_space['image'].shape, np.uint8),
-      'reward': rng.normal(size=(batch, length)).astype(np.float32),
-      'action': np.eye(act_space.n, dtype=np.float32)[
-          rng.integers(0, act_space.n, (batch, length))],
-      'is_first': np.zeros((batch, length), bool),
-      'is_last': np.zeros((batch, length), bool),
-      'is_terminal': np.zeros((batch, length), bool)}
-  data['is_first'][:, 0] = True
-  return {key: tf.constant(value) for key, value in data.items()}
-
-
 def measure(precision, obs_space, act_space, repeats):
   agent, _, policy_name = build_agent(
       [PIPELINE], [f'Pipeline.precision = {precision!r}'], obs_space, act_space)
-  batch = fake_batch(obs_space, act_space)
-  start = time.perf_counter()
-  agent.train(batch)
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    agent.train(batch)
-    times.append(time.perf_counter() - start)
-  obs = {key: value[:1, 0].numpy() for key, value in batch.items() if key != 'action'}
-  outputs, state = agent.policy(obs, None, mode='train')
-  start = time.perf_counter()
-  for _ in range(50):
-    outputs, state = agent.policy(obs, state, mode='train')
-  policy = (time.perf_counter() - start) / 50
-  return policy_name, first, float(np.median(times)), policy
+  first, update, policy = time_agent(
+      agent, fake_batch(obs_space, act_space), repeats, policy_steps=50)
+  return policy_name, first, update, policy
 
 
 def main():

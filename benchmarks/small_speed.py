@@ -29,19 +29,23 @@ PIPELINES = {'cartpole': ('pipelines/cartpole_dreamerv2.gin', 'gym:CartPole-v1')
 
 
 def fake_batch(obs_space, act_space, batch=16, length=50):
-  """A batch of the replay's layout with random content (speed does not depend on it)."""
+  """A batch of the replay's layout for `obs_space` with random content (speed does
+  not depend on it): uint8 keys (images) uniform, other observation keys and the
+  reward standard normal, one-hot or uniform actions, one episode start per row."""
   rng = np.random.default_rng(0)
+  shape = (batch, length)
+  data = {}
+  for key, space in obs_space.items():
+    if key.startswith('is_'):
+      data[key] = np.zeros(shape, bool)
+    elif space.dtype == np.uint8:
+      data[key] = rng.integers(0, 255, shape + space.shape, np.uint8)
+    else:
+      data[key] = rng.normal(size=shape + space.shape).astype(np.float32)
   if hasattr(act_space, 'n'):
-    action = np.eye(act_space.n, dtype=np.float32)[rng.integers(0, act_space.n, (batch, length))]
+    data['action'] = np.eye(act_space.n, dtype=np.float32)[rng.integers(0, act_space.n, shape)]
   else:
-    action = rng.uniform(-1, 1, (batch, length) + act_space.shape).astype(np.float32)
-  data = {
-      'vector': rng.normal(size=(batch, length) + obs_space['vector'].shape).astype(np.float32),
-      'reward': rng.normal(size=(batch, length)).astype(np.float32),
-      'action': action,
-      'is_first': np.zeros((batch, length), bool),
-      'is_last': np.zeros((batch, length), bool),
-      'is_terminal': np.zeros((batch, length), bool)}
+    data['action'] = rng.uniform(-1, 1, shape + act_space.shape).astype(np.float32)
   data['is_first'][:, 0] = True
   return {key: tf.constant(value) for key, value in data.items()}
 
@@ -62,15 +66,9 @@ def build_agent(files, bindings, obs_space, act_space):
   return agent, settings, policy
 
 
-def measure(task, jit, repeats, bindings):
-  pipeline, env_name = PIPELINES[task]
-  env = envs.make(env_name)
-  obs_space, act_space = env.obs_space, env.act_space
-  env.close()
-  agent, settings, _ = build_agent(
-      [pipeline], [f'Agent.jit_compile = {bool(jit)}'] + list(bindings), obs_space, act_space)
-  train_every = settings.train_every
-  batch = fake_batch(obs_space, act_space)
+def time_agent(agent, batch, repeats, policy_steps=100):
+  """Seconds of the first update (tracing included), the median of `repeats` more,
+  and the mean policy step at batch 1 in 'train' mode over `policy_steps` steps."""
   start = time.perf_counter()
   agent.train(batch)
   first = time.perf_counter() - start
@@ -82,10 +80,21 @@ def measure(task, jit, repeats, bindings):
   obs = {key: value[:1, 0].numpy() for key, value in batch.items() if key != 'action'}
   _, state = agent.policy(obs, None, mode='train')
   start = time.perf_counter()
-  for _ in range(100):
+  for _ in range(policy_steps):
     _, state = agent.policy(obs, state, mode='train')
-  policy = (time.perf_counter() - start) / 100
-  update = float(np.median(times))
+  policy = (time.perf_counter() - start) / policy_steps
+  return first, float(np.median(times)), policy
+
+
+def measure(task, jit, repeats, bindings):
+  pipeline, env_name = PIPELINES[task]
+  env = envs.make(env_name)
+  obs_space, act_space = env.obs_space, env.act_space
+  env.close()
+  agent, settings, _ = build_agent(
+      [pipeline], [f'Agent.jit_compile = {bool(jit)}'] + list(bindings), obs_space, act_space)
+  train_every = settings.train_every
+  first, update, policy = time_agent(agent, fake_batch(obs_space, act_space), repeats)
   return first, update, policy, 1 / (policy + update / train_every), train_every
 
 

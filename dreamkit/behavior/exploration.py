@@ -19,10 +19,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from dreamkit import optim
-from dreamkit.errors import ConfigError
 from dreamkit import registry as registry_lib
 from dreamkit import validate
 from dreamkit.behavior.actor_critic import ActorCritic, RewardNorm
+from dreamkit.errors import ConfigError
 from dreamkit.networks import distributions as dists
 from dreamkit.networks import heads as heads_lib
 from dreamkit.registry import Registry
