@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from dreamkit.behavior import objectives
-from dreamkit.behavior.actor_critic import ActorCritic
+from dreamkit.behavior.actor_critic import ActorCritic, ReturnNorm
 from dreamkit.behavior.imagination import imagine
 from dreamkit.errors import ConfigError
 from dreamkit.networks import dynamics as dynamics_lib
@@ -282,11 +282,9 @@ def test_trains_under_mixed_bfloat16(space):
     assert np.all(np.isfinite(np.asarray(value))), key
 
 
-def test_target_and_losses_on_a_hand_made_trajectory_match_numpy(discrete_setup):
-  """ActorCritic's wiring: which critic, which slice, which weight."""
-  _, _, ac = discrete_setup
+def hand_made_trajectory(n=5, feat_size=32):
+  """An imagined trajectory of H + 1 states for the discrete actor (N = n)."""
   rng = np.random.default_rng(3)
-  n, feat_size = 5, 32
   action = np.eye(3, dtype=np.float32)[rng.integers(0, 3, (H + 1, n))]
   action[0] = 0
   disc = rng.uniform(0.5, 1.0, (H + 1, n)).astype(np.float32)
@@ -298,6 +296,21 @@ def test_target_and_losses_on_a_hand_made_trajectory_match_numpy(discrete_setup)
       'weight': tf.constant(np.cumprod(np.concatenate([np.ones((1, n)), disc[:-1]]), 0),
                             tf.float32),
   }
+  return traj, action, disc
+
+
+def actor_log_probs_and_entropy(ac, traj):
+  logits = ac.actor(traj['feat'][:-2]).logits_parameter().numpy()
+  logp = logits - logits.max(-1, keepdims=True)
+  logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+  return logp, -(np.exp(logp) * logp).sum(-1)
+
+
+def test_target_and_losses_on_a_hand_made_trajectory_match_numpy(discrete_setup):
+  """ActorCritic's wiring: which critic, which slice, which weight."""
+  _, _, ac = discrete_setup
+  traj, action, disc = hand_made_trajectory()
+  n = action.shape[1]
   # Make the two critics differ so that using the wrong one shows.
   for var in ac.slow_critic.variables:
     var.assign(var + 0.1)
@@ -318,16 +331,55 @@ def test_target_and_losses_on_a_hand_made_trajectory_match_numpy(discrete_setup)
   assert float(critic_loss) == pytest.approx(-(weight[:H] * log_prob).mean(), rel=1e-5)
 
   actor_loss, metrics = ac.actor_loss(traj, target, target_value)
-  logits = ac.actor(traj['feat'][:-2]).logits_parameter().numpy()
-  logp = logits - logits.max(-1, keepdims=True)
-  logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
-  entropy = -(np.exp(logp) * logp).sum(-1)
+  logp, entropy = actor_log_probs_and_entropy(ac, traj)
   advantage = expected[1:] - slow[:H - 1]
   objective = (logp * action[1:-1]).sum(-1) * advantage
   scale = float(metrics['actor_ent_scale'])
   assert scale == pytest.approx(2e-3)
   expected_loss = -(weight[:H - 1] * (objective + scale * entropy)).mean()
   assert float(actor_loss) == pytest.approx(expected_loss, rel=1e-5)
+
+
+def test_return_norm_divides_the_advantages_by_the_running_percentile_range(discrete_setup):
+  _, _, ac = discrete_setup
+  traj, action, _ = hand_made_trajectory()
+  weight = traj['weight'].numpy()
+  target, value, _ = ac.target(traj)
+  target, value = target.numpy(), value.numpy()
+  low, high = np.percentile(target, [10, 90])
+  logp, entropy = actor_log_probs_and_entropy(ac, traj)
+  ent = float(ac.actor_ent(ac.step))
+  assert ac.return_norm is None  # Off in the reference.
+  ac.return_norm = ReturnNorm(decay=0.5, low=10, high=90, limit=1e-3)
+  try:
+    # The running percentiles start at 0 and move half way each call: 1/2, 3/4.
+    for call, moved in enumerate((0.5, 0.75)):
+      loss, metrics = ac.actor_loss(traj, tf.constant(target), tf.constant(value))
+      scale = moved * (high - low)
+      assert float(metrics['actor_return_scale']) == pytest.approx(scale, rel=1e-5)
+      assert float(metrics['actor_return_low']) == pytest.approx(moved * low, rel=1e-5)
+      advantage = (target[1:] - value[:H - 1]) / scale
+      objective = (logp * action[1:-1]).sum(-1) * advantage + ent * entropy
+      expected = -(weight[:H - 1] * objective).mean()
+      assert float(loss) == pytest.approx(expected, rel=1e-5), call
+    # A spread below the limit is left as it is.
+    ac.return_norm.limit = 1e6
+    loss, metrics = ac.actor_loss(traj, tf.constant(target), tf.constant(value))
+    assert float(metrics['actor_return_scale']) == 1e6
+  finally:
+    ac.return_norm = None
+
+
+def test_return_norm_is_checkpointed_only_when_on():
+  step = tf.Variable(0, dtype=tf.int64)
+  # The reference's checkpoints (without it) keep restoring.
+  assert 'return_norm' not in make_ac(DISCRETE, step).state()
+  norm = make_ac(DISCRETE, step, return_norm=True).state()['return_norm']
+  assert norm.state()['range'].shape == (2,)
+  with pytest.raises(ConfigError, match='return_norm_low.*below.*return_norm_high'):
+    make_ac(DISCRETE, step, return_norm=True, return_norm_low=95, return_norm_high=5)
+  with pytest.raises(ConfigError, match='return_norm_decay'):
+    make_ac(DISCRETE, step, return_norm=True, return_norm_decay=1.0)
 
 
 # The factories an ActorCritic is given in gin, as pipelines/dreamerv2_defaults.gin binds them.

@@ -3,6 +3,7 @@
 import gin
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from dreamkit import optim
 from dreamkit import validate
@@ -52,6 +53,13 @@ class ActorCritic(keras.layers.Layer):
     reward_norm_momentum: momentum of the running reward magnitude (1.0 = off).
     reward_norm_scale: rewards are multiplied by this after normalising.
     reward_norm_eps: added to the magnitude before dividing.
+    return_norm: divide the actor's targets and baselines (so the advantages, and
+      the returns a Dynamics objective maximises) by max(return_norm_limit, hi - lo),
+      where lo and hi are running averages (decay `return_norm_decay`) of the
+      `return_norm_low` and `return_norm_high` percentiles of the lambda-returns:
+      DreamerV3's return normalisation. The entropy bonus then weighs the same
+      against the advantages whatever the size of the task's returns. Off (False)
+      in the reference.
     actor_lr, critic_lr, eps, clip, wd: the two optimizers (dreamkit.optim.Optimizer).
   """
 
@@ -59,8 +67,10 @@ class ActorCritic(keras.layers.Layer):
       self, act_space, step, actor, critic, objective, discount, actor_dist='auto',
       actor_ent=2e-3, discount_lambda=0.95, imag_horizon=15, slow_target=True,
       slow_target_update=100, slow_target_fraction=1.0, slow_baseline=True, reward_norm_momentum=1.0,
-      reward_norm_scale=1.0, reward_norm_eps=1e-8, actor_lr=8e-5, critic_lr=2e-4,
-      eps=1e-5, clip=100.0, wd=1e-6):
+      reward_norm_scale=1.0, reward_norm_eps=1e-8, return_norm=False,
+      return_norm_decay=0.99, return_norm_low=5.0, return_norm_high=95.0,
+      return_norm_limit=1.0, actor_lr=8e-5, critic_lr=2e-4, eps=1e-5, clip=100.0,
+      wd=1e-6):
     super().__init__(name='actor_critic')
     args = validate.Arguments(self)
     check_action_space(act_space, 'ActorCritic: act_space')
@@ -91,6 +101,18 @@ class ActorCritic(keras.layers.Layer):
     reward_norm = (args.fraction(reward_norm_momentum, 'reward_norm_momentum'),
                    args.number(reward_norm_scale, 'reward_norm_scale'),
                    args.positive(reward_norm_eps, 'reward_norm_eps'))
+    return_norm = args.boolean(return_norm, 'return_norm')
+    return_norm_args = (
+        args.number(return_norm_decay, 'return_norm_decay', 0, 1, high_open=True),
+        args.number(return_norm_low, 'return_norm_low', 0, 100),
+        args.number(return_norm_high, 'return_norm_high', 0, 100),
+        args.positive(return_norm_limit, 'return_norm_limit'))
+    if return_norm_args[1] >= return_norm_args[2]:
+      raise ConfigError(
+          f"{args.name('return_norm_low')} must be below "
+          f"{args.name('return_norm_high')}, got {return_norm_args[1]} and "
+          f'{return_norm_args[2]}: they are the percentiles whose distance scales '
+          'the returns.')
     actor_lr = args.positive(actor_lr, 'actor_lr')
     critic_lr = args.positive(critic_lr, 'critic_lr')
     eps = args.positive(eps, 'eps')
@@ -107,6 +129,7 @@ class ActorCritic(keras.layers.Layer):
     self.objective = objectives_lib.registry.build(
         objective, 'ActorCritic.objective', act_space)
     self.reward_norm = RewardNorm(*reward_norm)
+    self.return_norm = ReturnNorm(*return_norm_args) if return_norm else None
     self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name='updates')
     self.actor_opt = optim.Optimizer('actor', actor_lr, eps, clip, wd)
     self.critic_opt = optim.Optimizer('critic', critic_lr, eps, clip, wd)
@@ -118,6 +141,8 @@ class ActorCritic(keras.layers.Layer):
              'critic_optimizer': self.critic_opt}
     if self.slow_critic is not None:
       state['slow_critic'] = self.slow_critic
+    if self.return_norm is not None:
+      state['return_norm'] = self.return_norm
     return state
 
   @property
@@ -177,7 +202,13 @@ class ActorCritic(keras.layers.Layer):
     else:
       baseline = tf.cast(baseline_critic(traj['feat'][:-2]).mode(), tf.float32)
     ent_scale = self.actor_ent(self.step)
-    return self.objective(policy, traj, target, baseline, ent_scale, self.step)
+    norm_metrics = {}
+    if self.return_norm is not None:
+      scale, norm_metrics = self.return_norm(target)
+      target, baseline = target / scale, baseline / scale
+    loss, metrics = self.objective(policy, traj, target, baseline, ent_scale, self.step)
+    metrics.update(norm_metrics)
+    return loss, metrics
 
   def critic_loss(self, traj, target):
     # States:     [s0]  [s1]  [s2]   s3
@@ -250,6 +281,38 @@ class RewardNorm(tf.Module):
         'mean': tf.reduce_mean(reward), 'std': tf.math.reduce_std(reward),
         'normed_mean': tf.reduce_mean(normed), 'normed_std': tf.math.reduce_std(normed)}
     return normed, metrics
+
+
+class ReturnNorm(tf.Module):
+  """The scale that return normalisation divides the actor's returns by.
+
+      scale, metrics = norm(target)       # target [H, N] lambda-returns -> scalar
+
+  Each call moves running averages of the returns' `low` and `high` percentiles
+  towards this batch's (decay `decay`, from 0) and returns max(limit, hi - lo): returns
+  spread over less than `limit` are left as they are, so small noisy returns are not
+  blown up.
+  """
+
+  def __init__(self, decay=0.99, low=5.0, high=95.0, limit=1.0):
+    super().__init__(name='return_norm')
+    self.decay = float(decay)
+    self.percentiles = [float(low), float(high)]
+    self.limit = float(limit)
+    self.range = tf.Variable(
+        tf.zeros(2), dtype=tf.float32, trainable=False, name='range')
+
+  def state(self):
+    return {'range': self.range}
+
+  def __call__(self, target):
+    quantiles = tfp.stats.percentile(
+        tf.stop_gradient(tf.cast(target, tf.float32)), self.percentiles,
+        interpolation='linear')
+    self.range.assign(self.decay * self.range + (1 - self.decay) * quantiles)
+    scale = tf.maximum(self.limit, self.range[1] - self.range[0])
+    return scale, {'actor_return_low': self.range[0],
+                   'actor_return_high': self.range[1], 'actor_return_scale': scale}
 
 
 gin.register(ActorCritic, module='dreamkit')
