@@ -74,6 +74,7 @@ class Agent(keras.layers.Layer):
     self.image_keys = [
         key for key, shape in world_model.shapes.items() if len(shape) == 3]
     self._compile, self._jit_compile = bool(compile), bool(jit_compile)
+    self._created = 0  # 1: create_variables made the networks', 2: the optimizers' too.
     if compile:
       self._policy_fn = tf.function(self._policy, jit_compile=jit_compile)
       self._train_fn = tf.function(self._train, jit_compile=jit_compile)
@@ -114,6 +115,36 @@ class Agent(keras.layers.Layer):
       if hasattr(part, 'check_batch_length'):
         part.check_batch_length(length)
 
+  def create_variables(self, optimizers=True):
+    """Creates the variables `policy` (and, with `optimizers`, `train`) use, if missing.
+
+    A `tf.function` whose first call creates variables traces twice, and Keras creates
+    a layer's variables at its first call: `policy` and `train` call this before
+    their traced function, which then traces once (tests/test_traces.py). The world
+    model runs eagerly on one step of zeros (WorldModel.create_variables), the actors
+    and critics on its zero feature; the optimizers build their slots. Only eager ops
+    run, so the traced functions' numbers do not change (tests/test_numerics.py).
+    Plan2Explore's ensemble is not covered: with it, `train` still traces twice.
+    """
+    level = 2 if optimizers else 1
+    if self._created >= level or not self._compile or tf.config.functions_run_eagerly():
+      return  # Done, or eager code, which creates variables as it goes.
+    wm = self.world_model
+    wm.create_variables(optimizers)
+    feat = wm.dynamics.get_feat(wm.dynamics.initial(1))
+    parts = [self.actor_critic] + [
+        part for part in self.explorer.state().values()
+        if isinstance(part, ActorCritic)]
+    for ac in parts:
+      for head in (ac.actor, ac.critic, ac.slow_critic):
+        if head is not None and not head.built:
+          head(feat)
+      if optimizers:
+        # The modules ActorCritic.train hands each optimizer.
+        ac.actor_opt.build([ac.actor])
+        ac.critic_opt.build([ac.critic])
+    self._created = level
+
   def initial_state(self, count):
     """The policy state for `count` environments: zero latent and zero action."""
     latent = self.world_model.dynamics.initial(count)
@@ -140,6 +171,7 @@ class Agent(keras.layers.Layer):
         if not key.startswith('log_')}
     if state is None:
       state = self.initial_state(int(obs['is_first'].shape[0]))
+    self.create_variables(optimizers=False)
     return function(obs, state, mode)
 
   def _policy(self, obs, state, mode):
@@ -178,6 +210,7 @@ class Agent(keras.layers.Layer):
     if state is None:
       # A zero state is what the RSSM starts from; passing it keeps one trace.
       state = self.world_model.dynamics.initial(int(batch['is_first'].shape[0]))
+    self.create_variables()
     return self._train_fn(batch, state)
 
   def _train(self, batch, state):
@@ -196,6 +229,7 @@ class Agent(keras.layers.Layer):
 
   def report(self, batch):
     """Open-loop predictions {'openl_<key>': [B', T, 3H, W, C]} for each image key."""
+    self.create_variables(optimizers=False)
     return {f'openl_{key}': self.world_model.video_pred(batch, key)
             for key in self.image_keys}
 

@@ -20,6 +20,7 @@ from dreamkit.networks import encoders as encoders_lib
 from dreamkit.networks import heads as heads_lib
 from dreamkit.networks.base import input_keys
 from dreamkit.optim import Optimizer
+from dreamkit.spaces import action_size
 
 REWARD_CLIPS = {'tanh': tf.tanh, 'identity': tf.identity, 'sign': tf.sign}
 HEAD_NAMES = ('decoder', 'reward', 'discount')
@@ -131,6 +132,7 @@ class WorldModel(keras.layers.Layer):
       self.encoder.build(
           {key: (None, None, *space.shape) for key, space in obs_space.items()})
     self.optimizer = Optimizer('model', model_lr, model_eps, model_clip, model_wd)
+    self._created = False  # Whether create_variables ran the parts once.
 
   def state(self):
     """The named variables a checkpoint holds (runner/checkpoint.py)."""
@@ -156,12 +158,41 @@ class WorldModel(keras.layers.Layer):
       data['discount'] = self.discount * (1.0 - tf.cast(data['is_terminal'], tf.float32))
     return data
 
+  def modules(self):
+    """The parts the world-model optimizer trains."""
+    return [self.encoder, self.dynamics, *self.heads.values()]
+
+  def create_variables(self, optimizer=True):
+    """Creates the variables of every part (and of the optimizer) now, if missing.
+
+    A `tf.function` whose first call creates variables traces twice (its first trace
+    may create them, the graph it keeps must not), and Keras creates a layer's
+    variables at its first call. Callers of a traced `train` (Agent, `train` itself)
+    call this first, so that the traced function creates nothing and traces once. It
+    runs `compute_loss` eagerly on one step of zeros [1, 1]: the eager random ops it
+    runs draw from the eager seed stream, not from the graph-level seeds of the
+    traced functions, so the numbers of the traced update do not change
+    (tests/test_numerics.py). Nothing is assigned.
+    """
+    if self.optimizer.optimizer is None and not self._created:  # Else trained already.
+      batch = {}
+      for key, space in self.obs_space.items():
+        dtype = bool if key.startswith('is_') else space.dtype
+        batch[key] = tf.zeros((1, 1, *space.shape), dtype)
+      batch['action'] = tf.zeros((1, 1, action_size(self.act_space)), tf.float32)
+      self.compute_loss(self.preprocess(batch))
+      self._created = True
+    if optimizer:
+      self.optimizer.build(self.modules())
+
   def train(self, batch, state=None):
     """One optimizer step on a raw batch {key: [B, T, ...]}.
 
     Returns (state, outputs, metrics): the last posterior {key: [B, ...]}, the
     outputs of `compute_loss`, and float32 scalar metrics.
     """
+    if tf.executing_eagerly() and not tf.config.functions_run_eagerly():
+      self.create_variables()  # One trace of _train (see create_variables).
     return self._train(batch, state)
 
   # The code has no tensor-dependent Python control flow, so autograph is off: it
@@ -171,8 +202,7 @@ class WorldModel(keras.layers.Layer):
     data = self.preprocess(batch)
     with tf.GradientTape() as tape:
       loss, state, outputs, metrics = self.compute_loss(data, state)
-    modules = [self.encoder, self.dynamics, *self.heads.values()]
-    metrics.update(self.optimizer(tape, loss, modules))
+    metrics.update(self.optimizer(tape, loss, self.modules()))
     return state, outputs, metrics
 
   def compute_loss(self, data, state=None):
