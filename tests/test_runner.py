@@ -132,3 +132,25 @@ def test_sigterm_saves_a_checkpoint_and_the_resume_continues_wall_time(
   assert resumed_rows.rows[-1]['step'] == STEPS and len(second) >= 2
   assert saved <= second[0] and second[-1] - saved <= time.time() - started
   assert first + second == sorted(first + second)
+
+
+def test_the_pipeline_seed_fixes_the_initial_weights():
+  """Keras seeds its initializers from Python's `random`: seeding TensorFlow alone
+  gave every process (and every build) other initial weights for the same seed."""
+  import types
+  import keras
+  import numpy as np
+  from dreamkit.networks import heads
+  from dreamkit.runner import restore
+
+  def weights(seed):
+    restore.prepare(types.SimpleNamespace(seed=seed, precision=32, eager=False))
+    head = heads.MLPHead((), layers=1, units=8)
+    head.build((1, 4))
+    return [np.asarray(v) for v in head.weights]
+
+  first, again, other = weights(3), weights(3), weights(4)
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(first[0], other[0])
+  keras.utils.set_random_seed(0)  # As conftest.py leaves it.

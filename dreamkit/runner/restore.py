@@ -15,6 +15,7 @@ tracing the training function.
 import contextlib
 import io
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -78,8 +79,13 @@ def find_checkpoint(logdir, which='latest'):
 
 
 def prepare(s):
-  """Seeds, precision and eager mode as the run had them (before building)."""
-  tf.random.set_seed(s.seed)
+  """Seeds, precision and eager mode as the run had them (before building).
+
+  `keras.utils.set_random_seed` seeds Python's `random`, NumPy's global generator and
+  TensorFlow together: Keras draws its initializers' seeds from Python's `random`, so
+  seeding TensorFlow alone leaves the initial weights different in every process.
+  """
+  keras.utils.set_random_seed(s.seed)
   precision_lib.set_precision(s.precision)
   tf.config.run_functions_eagerly(s.eager)
 

@@ -38,7 +38,6 @@ from dreamkit import config as config_lib
 from dreamkit import diagnostics
 from dreamkit import envs as envs_lib
 from dreamkit import outputs as outputs_lib
-from dreamkit import precision as precision_lib
 from dreamkit import replay as replays_lib
 from dreamkit.behavior.exploration import RandomPolicy
 from dreamkit.errors import StorageError, UserError
@@ -47,6 +46,7 @@ from dreamkit.runner import checkpoint as checkpoint_lib
 from dreamkit.runner import evaluation
 from dreamkit.runner import offline as offline_lib
 from dreamkit.runner import record as record_lib
+from dreamkit.runner import restore as restore_lib
 from dreamkit.runner.driver import Driver
 from dreamkit.runner.rows import Counters, Rows, recorded_counters
 from dreamkit.schedules import Every
@@ -135,10 +135,8 @@ def _train(s, stack, record):
   # 1. Check before spending: the envs, then the agent from their spaces (every
   # constructor checks its values), before the logdir exists. A typo or a wrong env
   # name costs seconds and leaves no half-made logdir; `config --check` builds the same.
-  tf.random.set_seed(s.seed)
+  restore_lib.prepare(s)  # Seeds (initial weights included), precision, eager mode.
   rng = checkpoint_lib.numpy_rng(s.seed)
-  precision_lib.set_precision(s.precision)  # Before any layer is built.
-  tf.config.run_functions_eagerly(s.eager)
   if s.offline:  # Episodes from a folder, read-only; envs only to evaluate.
     replay = offline_lib.open_data(s)
     stack.callback(replay.close)
