@@ -124,7 +124,8 @@ class Agent(keras.layers.Layer):
     model runs eagerly on one step of zeros (WorldModel.create_variables), the actors
     and critics on its zero feature; the optimizers build their slots. Only eager ops
     run, so the traced functions' numbers do not change (tests/test_numerics.py).
-    Plan2Explore's ensemble is not covered: with it, `train` still traces twice.
+    Each part builds its own (`create_variables` of the world model, the
+    actor-critic and the explorer; an explorer without one traces twice).
     """
     level = 2 if optimizers else 1
     if self._created >= level or not self._compile or tf.config.functions_run_eagerly():
@@ -132,17 +133,10 @@ class Agent(keras.layers.Layer):
     wm = self.world_model
     wm.create_variables(optimizers)
     feat = wm.dynamics.get_feat(wm.dynamics.initial(1))
-    parts = [self.actor_critic] + [
-        part for part in self.explorer.state().values()
-        if isinstance(part, ActorCritic)]
-    for ac in parts:
-      for head in (ac.actor, ac.critic, ac.slow_critic):
-        if head is not None and not head.built:
-          head(feat)
-      if optimizers:
-        # The modules ActorCritic.train hands each optimizer.
-        ac.actor_opt.build([ac.actor])
-        ac.critic_opt.build([ac.critic])
+    self.actor_critic.create_variables(feat, optimizers)
+    create = getattr(self.explorer, 'create_variables', None)
+    if create is not None:
+      create(feat, optimizers)
     self._created = level
 
   def initial_state(self, count):

@@ -69,3 +69,19 @@ def test_report_traces_once(agent):
     agent.report(tiny.random_steps(space, tiny.DISCRETE, (tiny.B, tiny.T), seed=call))
     assert traces(agent.world_model._video_pred) == 1, call
 
+
+
+def test_plan2explore_agent_trains_with_one_trace():
+  """The explorer builds its ensemble and actor-critic first (create_variables)."""
+  agent = tiny.make_agent(tiny.BOX, image=False, bindings="""
+Pipeline.explorer = @explorers.Plan2Explore
+explorers.Plan2Explore.disag_models = 2
+expl_head/heads.MLPHead.units = 8
+""")
+  space = tiny.obs_space(image=False)
+  state = None
+  for call in range(2):
+    batch = tiny.random_steps(space, tiny.BOX, (tiny.B, tiny.T), seed=call)
+    state, metrics = agent.train(batch, state)
+    assert traces(agent._train_fn) == 1, call
+  assert 'expl_ensemble_loss' in metrics, sorted(metrics)  # The explorer trained.

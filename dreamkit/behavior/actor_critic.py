@@ -145,6 +145,17 @@ class ActorCritic(keras.layers.Layer):
       state['return_norm'] = self.return_norm
     return state
 
+  def create_variables(self, feat, optimizers=True):
+    """Builds the actor, the critics and (with `optimizers`) their optimizers' slots
+    from a feature batch `feat` [N, F], so a traced `train` creates no variable (a
+    tf.function that does traces twice)."""
+    for head in (self.actor, self.critic, self.slow_critic):
+      if head is not None and not head.built:
+        head(feat)
+    if optimizers:
+      self.actor_opt.build([self.actor])   # What `train` hands each optimizer.
+      self.critic_opt.build([self.critic])
+
   @property
   def target_critic(self):
     """The critic whose values form the lambda-return targets."""

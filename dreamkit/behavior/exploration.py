@@ -57,6 +57,12 @@ class Explorer:
   def state(self):
     return {}
 
+  def create_variables(self, feat, optimizers=True):
+    """Optional: build the variables `train` and `actor` use from a feature batch
+    `feat` [N, F] (and, with `optimizers`, the optimizers' slots), so the agent's
+    traced functions create none and trace once. Variables left to the first call
+    work too, at the cost of a second trace."""
+
 
 registry = Registry('explorers', Explorer)
 
@@ -204,6 +210,19 @@ class Plan2Explore(keras.layers.Layer, Explorer):
   @property
   def world_model(self):
     return self._world_model.value
+
+  def create_variables(self, feat, optimizers=True):
+    """Builds the exploration actor-critic and the ensemble (and, with `optimizers`,
+    their optimizers' slots) from a feature batch `feat` [N, F], so a traced `train`
+    creates no variable."""
+    self.ac.create_variables(feat, optimizers)
+    action = tf.zeros((feat.shape[0], action_size(self.act_space)), feat.dtype)
+    inputs = self._inputs(tf.cast(feat, tf.float32), action)
+    for member in self.ensemble:
+      if not member.built:
+        member(inputs)
+    if optimizers:
+      self.opt.build(self.ensemble)
 
   def state(self):
     return {'ensemble': list(self.ensemble), 'optimizer': self.opt,
