@@ -180,6 +180,10 @@ class WorldModel(keras.layers.Layer):
         dtype = bool if key.startswith('is_') else space.dtype
         batch[key] = tf.zeros((1, 1, *space.shape), dtype)
       batch['action'] = tf.zeros((1, 1, action_size(self.act_space)), tf.float32)
+      # The step's flags and reward, also when the observation space leaves them out.
+      for key in ('is_first', 'is_last', 'is_terminal'):
+        batch.setdefault(key, tf.zeros((1, 1), bool))
+      batch.setdefault('reward', tf.zeros((1, 1), tf.float32))
       self.compute_loss(self.preprocess(batch))
       self._created = True
     if optimizer:
