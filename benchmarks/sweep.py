@@ -99,9 +99,11 @@ def main():
         f"{probe['processes']} processes |")
   print(f'| sweep wall clock ({args.max_concurrent} at once) | {wall / 60:.1f} min |')
   print(f'| sweep exit code | {sweep.returncode} |')
-  print('\n## Best eval return within 30,000 steps, per trial\n')
-  print('| trial | best | goal (categorical >= 450) |\n| --- | --- | --- |')
   manifest = json.loads((args.sweepdir / 'sweep.json').read_text())
+  budget = min([GOAL_STEPS] + [int(t['steps']) for t in manifest['trials']])
+  shortened = '' if budget == GOAL_STEPS else f' (shortened: the goal allows {GOAL_STEPS:,})'
+  print(f'\n## Best eval return within {budget:,} steps{shortened}, per trial\n')
+  print('| trial | best | goal (categorical >= 450) |\n| --- | --- | --- |')
   met = []
   for trial in manifest['trials']:
     best = best_within(args.sweepdir / trial['logdir'])
