@@ -214,7 +214,11 @@ class Agent(keras.layers.Layer):
     metrics.update(model_metrics)
     start = outputs['post']
     reward_fn = lambda traj: wm.heads['reward'](traj['feat']).mean()
-    metrics.update(self.actor_critic.train(wm, start, batch['is_terminal'], reward_fn))
+    # What the replay critic loss (ActorCritic.replay_critic) learns from.
+    replay = wm.preprocess(
+        {key: batch[key] for key in ('reward', 'is_terminal', 'is_first')})
+    metrics.update(self.actor_critic.train(
+        wm, start, batch['is_terminal'], reward_fn, replay))
     if self.explorer.trains:
       data = wm.preprocess(batch)
       explorer_metrics = self.explorer.train(start, outputs, data)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dreamkit.behavior.returns import lambda_return
+from dreamkit.behavior.returns import lambda_return, replay_return
 
 
 def reference(reward, value, pcont, bootstrap, lambda_):
@@ -89,3 +89,46 @@ def test_gradient_flows_to_rewards_and_values():
   np.testing.assert_allclose(grad_reward.numpy(), [1.0, 1.25])
   # v_1 enters R_0 through (1 - lambda) * d_0 only; v_0 is unused.
   np.testing.assert_allclose(grad_value.numpy(), [0.0, 0.25])
+
+
+def numpy_replay_return(reward, term, first, boot, gamma, lam):
+  """The replay returns by the definition, one row and one step at a time."""
+  rows, steps = reward.shape
+  ret = np.zeros_like(reward)
+  weight = np.ones_like(reward)
+  for b in range(rows):
+    for t in reversed(range(steps)):
+      ends = t == steps - 1 or first[b, t + 1]
+      if term[b, t]:
+        ret[b, t] = reward[b, t]
+      elif ends:
+        ret[b, t] = boot[b, t]
+        weight[b, t] = 0.0
+      else:
+        ret[b, t] = reward[b, t] + gamma * (
+            (1 - lam) * boot[b, t + 1] + lam * ret[b, t + 1])
+  return ret, weight
+
+
+def test_replay_return_restarts_at_each_sequence_and_stops_at_terminations():
+  rng = np.random.default_rng(0)
+  reward = rng.normal(size=(3, 7)).astype(np.float32)
+  boot = rng.normal(size=(3, 7)).astype(np.float32) * 10
+  first = np.zeros((3, 7), bool)
+  first[:, 0] = True
+  first[0, 3] = True        # a second sequence starts mid-row
+  first[2, 6] = True        # a one-step sequence at the row's end
+  term = np.zeros((3, 7), bool)
+  term[0, 2] = True         # an episode ends just before the next sequence
+  term[1, 4] = True         # a termination mid-sequence (what follows is cut)
+  term[2, 6] = True
+  ret, weight = replay_return(reward, term, first, boot, 0.9, 0.8)
+  want_ret, want_weight = numpy_replay_return(reward, term, first, boot, 0.9, 0.8)
+  np.testing.assert_allclose(ret.numpy(), want_ret, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(weight.numpy(), want_weight)
+  # Spot checks of the definition, by hand.
+  assert ret.numpy()[0, 2] == pytest.approx(reward[0, 2])
+  assert ret.numpy()[0, 6] == pytest.approx(boot[0, 6]) and weight.numpy()[0, 6] == 0
+  assert ret.numpy()[1, 3] == pytest.approx(
+      reward[1, 3] + 0.9 * (0.2 * boot[1, 4] + 0.8 * reward[1, 4]))
+  assert weight.numpy()[2, 6] == 1.0

@@ -9,7 +9,7 @@ from dreamkit import optim
 from dreamkit import validate
 from dreamkit.behavior import objectives as objectives_lib
 from dreamkit.behavior.imagination import imagine
-from dreamkit.behavior.returns import lambda_return
+from dreamkit.behavior.returns import lambda_return, replay_return
 from dreamkit.errors import ConfigError
 from dreamkit.networks import heads as heads_lib
 from dreamkit.spaces import action_size, check_action_space, is_discrete
@@ -22,12 +22,15 @@ class ActorCritic(keras.layers.Layer):
   """DreamerV2's actor-critic trained on imagined rollouts of the world model.
 
       ac = ActorCritic(act_space, step, actor=..., critic=..., objective=...)
-      metrics = ac.train(world_model, start, is_terminal, reward_fn)
+      metrics = ac.train(world_model, start, is_terminal, reward_fn, replay)
       action = ac.actor(feat).sample()      # feat [N, F] -> action [N, A]
 
   `start` is the posterior {key: [B, T, ...]}, `is_terminal` its [B, T] flags and
   `reward_fn(traj) -> [H+1, N]` the reward of each imagined state (the agent passes the
   mean of the world model's reward head, Plan2Explore its intrinsic reward).
+  `replay` ({'reward', 'is_terminal', 'is_first'}: [B, T], the environment's, or None)
+  is what the replay critic loss learns from; the agent passes it for the task reward,
+  Plan2Explore's intrinsic reward has none (its actor-critic has no replay loss).
 
   Args:
     act_space: gymnasium Discrete or Box(-1, 1) action space.
@@ -60,6 +63,12 @@ class ActorCritic(keras.layers.Layer):
       DreamerV3's return normalisation. The entropy bonus then weighs the same
       against the advantages whatever the size of the task's returns. Off (False)
       in the reference.
+    replay_critic: weight of a second critic loss on the replayed posterior states,
+      whose targets are lambda-returns of the environment's rewards and terminations
+      bootstrapped with the imagined returns (DreamerV3's replay value loss; see
+      returns.replay_return). It grounds the values in the episodes' real endings,
+      which imagination alone misses when the discount head does. 0 (the reference)
+      is off; DreamerV3 uses 0.3.
     actor_lr, critic_lr, eps, clip, wd: the two optimizers (dreamkit.optim.Optimizer).
   """
 
@@ -69,7 +78,7 @@ class ActorCritic(keras.layers.Layer):
       slow_target_update=100, slow_target_fraction=1.0, slow_baseline=True, reward_norm_momentum=1.0,
       reward_norm_scale=1.0, reward_norm_eps=1e-8, return_norm=False,
       return_norm_decay=0.99, return_norm_low=5.0, return_norm_high=95.0,
-      return_norm_limit=1.0, actor_lr=8e-5, critic_lr=2e-4, eps=1e-5, clip=100.0,
+      return_norm_limit=1.0, replay_critic=0.0, actor_lr=8e-5, critic_lr=2e-4, eps=1e-5, clip=100.0,
       wd=1e-6):
     super().__init__(name='actor_critic')
     args = validate.Arguments(self)
@@ -113,6 +122,7 @@ class ActorCritic(keras.layers.Layer):
           f"{args.name('return_norm_high')}, got {return_norm_args[1]} and "
           f'{return_norm_args[2]}: they are the percentiles whose distance scales '
           'the returns.')
+    self.replay_critic = args.number(replay_critic, 'replay_critic', 0, None)
     actor_lr = args.positive(actor_lr, 'actor_lr')
     critic_lr = args.positive(critic_lr, 'critic_lr')
     eps = args.positive(eps, 'eps')
@@ -161,7 +171,7 @@ class ActorCritic(keras.layers.Layer):
     """The critic whose values form the lambda-return targets."""
     return self.slow_critic if self.slow_critic is not None else self.critic
 
-  def train(self, world_model, start, is_terminal, reward_fn):
+  def train(self, world_model, start, is_terminal, reward_fn, replay=None):
     """One actor and one critic update on trajectories imagined from `start`."""
     metrics = {}
     with tf.GradientTape() as actor_tape:
@@ -176,6 +186,11 @@ class ActorCritic(keras.layers.Layer):
       actor_loss, actor_metrics = self.actor_loss(traj, target, value)
     with tf.GradientTape() as critic_tape:
       critic_loss, critic_metrics = self.critic_loss(traj, target)
+      if self.replay_critic and replay is not None:
+        replay_loss, replay_metrics = self.replay_critic_loss(
+            traj['feat'][0], target[0], replay)
+        critic_loss += self.replay_critic * replay_loss
+        critic_metrics.update(replay_metrics)
     metrics.update(self.actor_opt(actor_tape, actor_loss, [self.actor]))
     metrics.update(self.critic_opt(critic_tape, critic_loss, [self.critic]))
     metrics.update({f'reward_{k}': v for k, v in reward_metrics.items()})
@@ -235,6 +250,25 @@ class ActorCritic(keras.layers.Layer):
     loss = -tf.reduce_mean(dist.log_prob(target) * weight)
     return loss, {'critic': tf.reduce_mean(tf.cast(dist.mode(), tf.float32))}
 
+  def replay_critic_loss(self, feat, boot, replay):
+    """The critic's loss on the replayed states (see `replay_critic`).
+
+    `feat` [B*T, F] are the posterior features the trajectories start from, `boot`
+    [B*T] the imagined returns from them and `replay` the batch's {'reward',
+    'is_terminal', 'is_first'} [B, T].
+    """
+    shape = list(replay['is_first'].shape)
+    reward = self.reward_norm.apply(tf.cast(replay['reward'], tf.float32))
+    target, weight = replay_return(
+        reward, replay['is_terminal'], replay['is_first'],
+        tf.reshape(tf.stop_gradient(boot), shape), self.discount,
+        self.discount_lambda)
+    dist = self.critic(tf.stop_gradient(tf.reshape(feat, shape + [-1])))
+    loss = -tf.reduce_mean(dist.log_prob(tf.stop_gradient(target)) * weight)
+    return loss, {'critic_replay_loss': loss,
+                  'critic_replay_target': tf.reduce_mean(target),
+                  'critic_replay': tf.reduce_mean(tf.cast(dist.mode(), tf.float32))}
+
   def update_slow_target(self, feat_shape):
     """Every `slow_target_update` updates, move the slow critic to the critic.
 
@@ -283,11 +317,15 @@ class RewardNorm(tf.Module):
   def state(self):
     return {'mag': self.mag}
 
+  def apply(self, reward):
+    """`reward` normalised by the current magnitude, which it leaves unchanged."""
+    return reward / (self.mag + self.eps) * self.scale
+
   def __call__(self, reward):
     if self.momentum < 1.0:
       mag = tf.reduce_mean(tf.abs(reward))
       self.mag.assign(self.momentum * self.mag + (1 - self.momentum) * mag)
-    normed = reward / (self.mag + self.eps) * self.scale
+    normed = self.apply(reward)
     metrics = {
         'mean': tf.reduce_mean(reward), 'std': tf.math.reduce_std(reward),
         'normed_mean': tf.reduce_mean(normed), 'normed_std': tf.math.reduce_std(normed)}

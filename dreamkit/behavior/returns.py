@@ -58,3 +58,53 @@ def lambda_return(reward, value, pcont, bootstrap, lambda_, axis=0):
       inverse[p] = i
     returns = tf.transpose(returns, inverse)
   return returns
+
+
+# The same recursion over a replayed batch row of T steps, where rewards and
+# terminations are the environment's and `boot` stands in for the values: boot_t is
+# the imagined lambda-return from the posterior state s_t (R_0 of the trajectory
+# imagined from it). A row joins several replayed sequences (`is_first` marks where
+# each starts), so the recursion restarts at each of them:
+#
+#   step:        0      1      2      3      4      5
+#   is_first:    1      0      0      1      0      0
+#   is_terminal: 0      0      1      0      0      0
+#   return:     R_0 <- R_1 <- R_2    R_3 <- R_4 <- R_5
+#   R_2 = r_2                   (the episode ended: nothing after it)
+#   R_5 = boot_5                (the row ends: the imagined return is all we know)
+#   R_t = r_t + gamma (1 - term_t) ((1 - lambda) boot_{t+1} + lambda R_{t+1}) elsewhere
+#
+# A sequence that ends without a termination (the row's end, or the next sequence
+# starts) gives its last step the imagined return itself: that step has weight 0, as
+# it holds nothing real to learn from.
+def replay_return(reward, is_terminal, is_first, boot, discount, lambda_):
+  """Lambda-returns over replayed rows, bootstrapped with imagined returns.
+
+  Args:
+    reward: [B, T] float, the environment's (preprocessed) rewards r_t.
+    is_terminal: [B, T] bool or 0/1, whether the episode ended at s_t.
+    is_first: [B, T] bool or 0/1, whether a replayed sequence starts at s_t.
+    boot: [B, T] float, the imagined return from each s_t.
+    discount: gamma.
+    lambda_: float in [0, 1].
+
+  Returns:
+    (returns [B, T], weight [B, T]): weight is 0 where the return is `boot` alone.
+  """
+  reward = tf.convert_to_tensor(reward, tf.float32)
+  boot = tf.convert_to_tensor(boot, tf.float32)
+  term = tf.cast(is_terminal, tf.float32)
+  # Whether the next step belongs to another sequence (or the row ends here).
+  ends = tf.concat(
+      [tf.cast(is_first, tf.bool)[:, 1:], tf.ones_like(reward[:, :1], tf.bool)], 1)
+  next_boot = tf.concat([boot[:, 1:], boot[:, -1:]], 1)
+  pcont = discount * (1.0 - term)
+  last = tf.where(term > 0, reward, boot)
+  inputs = tf.where(ends, last, reward + pcont * (1 - lambda_) * next_boot)
+  carry = tf.where(ends, tf.zeros_like(pcont), pcont * lambda_)
+  returns = tf.scan(
+      lambda agg, cur: cur[0] + cur[1] * agg,
+      (tf.transpose(inputs), tf.transpose(carry)), tf.zeros_like(reward[:, 0]),
+      reverse=True)
+  weight = 1.0 - tf.cast(ends, tf.float32) * (1.0 - term)
+  return tf.transpose(returns), weight
