@@ -443,3 +443,39 @@ def test_an_instance_or_none_where_a_factory_is_expected_is_a_config_error(slot,
   with pytest.raises(ConfigError, match='without parentheses') as error:
     make_ac(BOX, step, **{slot: wrong})
   assert f'ActorCritic.{slot}' in str(error.value)
+
+
+def test_replay_critic_learns_the_replayed_returns_and_is_off_without_replay(discrete_setup):
+  """The replay loss: the critic at the replayed posterior states, the returns of the
+  replay's rewards and terminations (returns.replay_return), and a gradient for it."""
+  from dreamkit.behavior.returns import replay_return
+  model, start, _ = discrete_setup
+  step = tf.Variable(0, dtype=tf.int64)
+  ac = make_ac(DISCRETE, step, replay_critic=0.5)
+  rng = np.random.default_rng(5)
+  replay = {'reward': tf.constant(rng.normal(size=(B, T)), tf.float32),
+            'is_terminal': is_terminal(),
+            'is_first': tf.constant([[True, False, False, True], [True] + [False] * 3])}
+  feat = model.dynamics.get_feat(start)                       # [B, T, F]
+  flat = tf.reshape(feat, [B * T, -1])
+  boot = tf.constant(rng.normal(size=(B * T,)) * 5, tf.float32)
+  ac.create_variables(flat)
+  with tf.GradientTape() as tape:
+    loss, metrics = ac.replay_critic_loss(flat, boot, replay)
+  target, weight = replay_return(
+      replay['reward'], replay['is_terminal'], replay['is_first'],
+      tf.reshape(boot, [B, T]), 0.99, 0.95)
+  want = -np.mean(ac.critic(feat).log_prob(target).numpy() * weight.numpy())
+  assert float(loss) == pytest.approx(want, rel=1e-5)
+  assert weight.numpy()[0, 2] == 1 and weight.numpy()[1, 3] == 0
+  grads = tape.gradient(loss, ac.critic.trainable_variables)
+  assert all(g is not None and np.abs(g.numpy()).sum() > 0 for g in grads)
+  assert set(metrics) == {'critic_replay_loss', 'critic_replay_target', 'critic_replay'}
+  # Wired into train: the metrics appear with the replay, and not without it
+  # (Plan2Explore's intrinsic reward has no replayed counterpart).
+  with_replay = ac.train(model, start, is_terminal(), reward_fn(model), replay)
+  assert 'critic_replay_loss' in with_replay
+  without = ac.train(model, start, is_terminal(), reward_fn(model))
+  assert 'critic_replay_loss' not in without
+  with pytest.raises(ConfigError, match='replay_critic'):
+    make_ac(DISCRETE, step, replay_critic=-0.1)
