@@ -77,13 +77,20 @@ def time_agent(agent, batch, repeats, policy_steps=100):
     start = time.perf_counter()
     agent.train(batch)
     times.append(time.perf_counter() - start)
+  return first, float(np.median(times)), time_policy(agent, batch, policy_steps)
+
+
+def time_policy(agent, batch, steps):
+  """Mean seconds of a policy step at batch 1 in 'train' mode (the first call, which
+  traces, not counted), numpy observations in and the action back as numpy, as the
+  runner's driver does."""
   obs = {key: value[:1, 0].numpy() for key, value in batch.items() if key != 'action'}
   _, state = agent.policy(obs, None, mode='train')
   start = time.perf_counter()
-  for _ in range(policy_steps):
-    _, state = agent.policy(obs, state, mode='train')
-  policy = (time.perf_counter() - start) / policy_steps
-  return first, float(np.median(times)), policy
+  for _ in range(steps):
+    out, state = agent.policy(obs, state, mode='train')
+    out['action'].numpy()
+  return (time.perf_counter() - start) / steps
 
 
 def measure(task, jit, repeats, bindings):

@@ -44,11 +44,15 @@ class Agent(keras.layers.Layer):
       a uniform action; Box: Normal std, clipped to [-1, 1]).
     eval_noise: action noise in 'eval' mode.
     compile: wrap `policy` and `train` in tf.function (False: run eagerly).
-    jit_compile: compile them with XLA (slower on CPU; see STYLE.md).
+    jit_compile: compile `train` (and, unless `policy_jit_compile` says otherwise,
+      `policy`) with XLA (slower on CPU; see docs/runner.md).
+    policy_jit_compile: compile `policy` with XLA; None: as `jit_compile`. The
+      policy step at batch 1 is many small ops, where XLA's fusion pays even on a
+      CPU (docs/runner.md has the measurements).
   """
 
   def __init__(self, world_model, actor_critic, explorer, expl_noise=0.0,
-               eval_noise=0.0, compile=True, jit_compile=False):  # pylint: disable=redefined-builtin
+               eval_noise=0.0, compile=True, jit_compile=False, policy_jit_compile=None):  # pylint: disable=redefined-builtin
     super().__init__(name='agent')
     args = validate.Arguments(self)
     for name, part, kind in (('world_model', world_model, WorldModel),
@@ -63,6 +67,8 @@ class Agent(keras.layers.Layer):
           'Agent.jit_compile = True does not work with precision 16 (mixed_float16): '
           "Keras' LossScaleOptimizer fails inside XLA. Set Pipeline.precision = 'bf16' "
           'or 32, or Agent.jit_compile = False.')
+    policy_jit_compile = jit_compile if policy_jit_compile is None else args.boolean(
+        policy_jit_compile, 'policy_jit_compile')
     self.world_model = world_model
     self.actor_critic = actor_critic
     self.explorer = explorer
@@ -73,10 +79,10 @@ class Agent(keras.layers.Layer):
     self.eval_noise = noise(eval_noise, 'eval_noise')
     self.image_keys = [
         key for key, shape in world_model.shapes.items() if len(shape) == 3]
-    self._compile, self._jit_compile = bool(compile), bool(jit_compile)
+    self._compile, self._policy_jit = bool(compile), bool(policy_jit_compile)
     self._created = 0  # 1: create_variables made the networks', 2: the optimizers' too.
     if compile:
-      self._policy_fn = tf.function(self._policy, jit_compile=jit_compile)
+      self._policy_fn = tf.function(self._policy, jit_compile=policy_jit_compile)
       self._train_fn = tf.function(self._train, jit_compile=jit_compile)
     else:
       self._policy_fn = self._policy
@@ -153,7 +159,7 @@ class Agent(keras.layers.Layer):
     (the posterior's samples) start from TensorFlow's global seed as it is when it is
     first called, not where earlier calls of `policy` left them. Evaluations use it
     so that they can be replayed from a checkpoint (runner/evaluation.py)."""
-    function = (tf.function(self._policy, jit_compile=self._jit_compile)
+    function = (tf.function(self._policy, jit_compile=self._policy_jit)
                 if self._compile else self._policy)
     return lambda obs, state=None: self._call_policy(function, obs, state, mode)
 

@@ -296,3 +296,23 @@ def test_agent_from_explicit_parts_without_gin():
     np.testing.assert_array_equal(a, b.numpy())
   # Nothing read or recorded a gin binding.
   assert not gin_access.bound() and not gin_access.read()
+
+
+def test_policy_alone_can_be_compiled_with_xla_also_under_float16():
+  """`policy_jit_compile` compiles the batch-1 policy step with XLA and leaves `train`
+  as it is, so float16 loss scaling (which XLA refuses in `train`) does not stop it."""
+  from dreamkit import precision
+  precision.set_precision(16, float16_anyway=True)  # conftest resets it.
+  agent = make_agent(DISCRETE, image=False, policy_jit_compile=True)
+  assert agent._policy_fn._jit_compile and not agent._train_fn._jit_compile
+  steps = random_steps(obs_space(False), DISCRETE, (2, 3))
+  state = None
+  for t in range(3):
+    obs = {key: value[:, t] for key, value in steps.items() if key != 'action'}
+    out, state = agent.policy(obs, state, mode='train')
+    action = out['action'].numpy()
+    assert action.shape == (2, DISCRETE.n)
+    np.testing.assert_array_equal(action.sum(-1), 1.0)
+  assert agent._policy_fn.experimental_get_tracing_count() == 1
+  with pytest.raises(ConfigError, match='policy_jit_compile'):
+    make_agent(DISCRETE, image=False, policy_jit_compile='yes')
