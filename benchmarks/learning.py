@@ -26,6 +26,7 @@ import queue
 from concurrent import futures
 import signal
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -42,10 +43,16 @@ STEP_BUDGET = 30000
 TIME_BUDGET = 30 * 60
 
 
+# Set by SIGTERM or Ctrl-C of this script: each run stops (saving its checkpoint) and
+# no further run starts, so that no training process outlives the benchmark.
+STOPPING = threading.Event()
+
+
 def run(task, seed, root, extra, stop_at_target=False, cpus=None):
   """Trains one task and seed; with `stop_at_target`, SIGTERM (a clean stop that
-  saves a checkpoint) once an evaluation reaches the target. `cpus`: the set of CPU
-  cores the run may use (all when None)."""
+  saves a checkpoint) once an evaluation reaches the target, or once the run is past
+  the time budget and so can no longer pass. `cpus`: the set of CPU cores the run
+  may use (all when None)."""
   pipeline, target = TASKS[task]
   logdir = root / f'{task}-seed{seed}'
   command = [sys.executable, '-m', 'dreamkit.cli', 'run', str(REPO / pipeline),
@@ -58,8 +65,10 @@ def run(task, seed, root, extra, stop_at_target=False, cpus=None):
     process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                preexec_fn=pin)
     while process.poll() is None:
-      time.sleep(5)
-      if stop_at_target and not stopped and _best_eval(logdir) >= target:
+      time.sleep(1 if STOPPING.is_set() else 5)
+      done = stop_at_target and (
+          _best_eval(logdir) >= target or time.time() - start > TIME_BUDGET)
+      if (done or STOPPING.is_set()) and not stopped:
         process.send_signal(signal.SIGTERM)
         stopped = True
   if process.returncode != 0 and not stopped:
@@ -81,14 +90,30 @@ def run_all(trials, root, extra, stop_at_target, jobs):
     free.put(set(cores[index * share:(index + 1) * share]) if jobs > 1 else None)
 
   def one(trial):
+    if STOPPING.is_set():
+      return trial, None
     cpus = free.get()
     try:
       return trial, run(*trial, root, extra, stop_at_target, cpus)
     finally:
       free.put(cpus)
 
-  with futures.ThreadPoolExecutor(jobs) as pool:
-    return dict(pool.map(one, trials))
+  def stop(signum, _):
+    STOPPING.set()
+    print(f'{signal.Signals(signum).name}: stopping the runs (each saves a checkpoint).',
+          file=sys.stderr, flush=True)
+
+  previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    with futures.ThreadPoolExecutor(jobs) as pool:
+      finished = dict(pool.map(one, trials))
+  finally:
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
+  if STOPPING.is_set():
+    raise SystemExit('Stopped before every run finished; run again with '
+                     '--summarize-only to read the finished ones.')
+  return finished
 
 
 def _best_eval(logdir):
