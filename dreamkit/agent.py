@@ -48,7 +48,8 @@ class Agent(keras.layers.Layer):
       `policy`) with XLA (slower on CPU; see docs/runner.md).
     policy_jit_compile: compile `policy` with XLA; None: as `jit_compile`. The
       policy step at batch 1 is many small ops, where XLA's fusion pays even on a
-      CPU (docs/runner.md has the measurements).
+      CPU (docs/runner.md has the measurements). Under XLA the policy's samples
+      ignore TensorFlow's seed: evaluations no longer replay exactly.
   """
 
   def __init__(self, world_model, actor_critic, explorer, expl_noise=0.0,
