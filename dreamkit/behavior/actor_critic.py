@@ -122,7 +122,7 @@ class ActorCritic(keras.layers.Layer):
           f"{args.name('return_norm_high')}, got {return_norm_args[1]} and "
           f'{return_norm_args[2]}: they are the percentiles whose distance scales '
           'the returns.')
-    self.replay_critic = args.number(replay_critic, 'replay_critic', 0, None)
+    self.replay_critic = args.non_negative(replay_critic, 'replay_critic')
     actor_lr = args.positive(actor_lr, 'actor_lr')
     critic_lr = args.positive(critic_lr, 'critic_lr')
     eps = args.positive(eps, 'eps')
