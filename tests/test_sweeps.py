@@ -207,6 +207,22 @@ def test_finished_marker_counts_only_for_the_same_budget(tmp_path):
   assert trial_lib.finished(tmp_path, 100) and not trial_lib.finished(tmp_path, 200)
 
 
+def test_the_run_imports_the_same_dreamkit_as_the_sweep(monkeypatch, tmp_path):
+  # From a checkout that is not installed, the trial's `python -m dreamkit.cli` must
+  # still find this dreamkit, ahead of whatever else PYTHONPATH holds.
+  monkeypatch.setenv('PYTHONPATH', os.pathsep.join([str(tmp_path), '']))
+  monkeypatch.setenv('RAY_ADDRESS', 'somewhere:6379')
+  env = trial_lib._environment()  # pylint: disable=protected-access
+  paths = env['PYTHONPATH'].split(os.pathsep)
+  root = Path(trial_lib.__file__).resolve().parents[2]
+  assert paths == [str(root), str(tmp_path)]
+  assert 'RAY_ADDRESS' not in env
+  found = subprocess.run(
+      [sys.executable, '-c', 'import dreamkit; print(dreamkit.__file__)'],
+      env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
+  assert Path(found.stdout.strip()).resolve() == root / 'dreamkit' / '__init__.py'
+
+
 def test_progress_table_lines_and_eta(monkeypatch):
   stream = io.StringIO()
   table = progress.Table(['a/x/seed0', 'a/y/seed0', 'a/y/seed1'], stream=stream)

@@ -172,6 +172,11 @@ def _environment():
          if not key.startswith(('RAY_', 'TUNE_'))}
   env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   env['PYTHONUNBUFFERED'] = '1'
+  # The run imports the same dreamkit as this worker, even from a source checkout that
+  # is not installed (or with another dreamkit installed).
+  root = str(Path(__file__).resolve().parents[2])
+  paths = [path for path in env.get('PYTHONPATH', '').split(os.pathsep) if path]
+  env['PYTHONPATH'] = os.pathsep.join([root] + [path for path in paths if path != root])
   return env
 
 
