@@ -22,8 +22,10 @@ every real state s_t the report holds, as [T] arrays:
   `term_prob_ahead[k-1]` is the termination probability the model gives the real
   terminal step when it last saw the episode k steps before it (NaN if none).
 
-Everything runs on the CPU or GPU in one `tf.function` per call shape; nothing is
-trained, nothing is written.
+Everything runs on the CPU or GPU in `tf.function`s; nothing is trained, nothing is
+written. The episode goes through them `chunk` steps at a time (the posterior carries
+its state across), so memory stays bounded whatever the episode's length: the open loop
+decodes chunk x K frames per call, not T x K (an Atari episode can be 27,000 steps).
 """
 
 import numpy as np
@@ -32,59 +34,121 @@ import tensorflow as tf
 from dreamkit.behavior.imagination import imagine
 
 OPEN_LOOP = 15  # the longest open-loop prediction checked, steps (the imagination horizon)
+CHUNK = 256     # real steps per call (Atari: 256 x 15 decoded frames, ~0.3 GB at most)
 
 
-def episode_report(world_model, actor_critic, episode, open_loop=OPEN_LOOP):
-  """Per-step beliefs against the real episode {key: [T, ...]}; see the module doc."""
-  batch = {key: tf.convert_to_tensor(np.asarray(value)[None])
-           for key, value in episode.items() if not key.startswith('log_')}
-  report = _report_fn(world_model, actor_critic, batch, int(open_loop))
-  return {key: value.numpy() for key, value in report.items()}
+def episode_report(world_model, actor_critic, episode, open_loop=OPEN_LOOP, chunk=CHUNK,
+                   sample=True):
+  """Per-step beliefs against the real episode {key: [T, ...]}; see the module doc.
+
+  `sample=False` takes the modes of the latents and actions instead of samples (a
+  deterministic report); the chunk size changes nothing but the memory.
+  """
+  episode = {key: np.asarray(value) for key, value in episode.items()
+             if not key.startswith('log_')}
+  length = len(episode['reward'])
+  horizon, chunk = int(open_loop), int(chunk)
+  if chunk < 1:
+    raise ValueError(f'episode_report: chunk must be at least 1, got {chunk}')
+  starts = range(0, length, chunk)
+
+  # The posterior along the whole episode, chunk by chunk, its state carried over.
+  state = world_model.dynamics.initial(1)
+  posts = []
+  for start in starts:
+    part = {key: value[None, start:start + chunk] for key, value in episode.items()}
+    post, state = _posterior_fn(world_model, part, state, sample)
+    posts.append(post)
+  post = {key: tf.concat([p[key] for p in posts], 0) for key in posts[0]}   # [T, ...]
+
+  # The beliefs at every real state; the open loop from a chunk's states reads the
+  # episode up to `horizon` steps past the chunk's end.
+  parts = []
+  for start in starts:
+    end = min(start + chunk, length)
+    window = {key: value[None, start:min(end + horizon, length)]
+              for key, value in episode.items()}
+    states = {key: value[start:end] for key, value in post.items()}
+    parts.append({key: value.numpy() for key, value in _beliefs_fn(
+        world_model, actor_critic, states, window, horizon, sample).items()})
+  report = {}
+  for key in parts[0]:
+    if key.startswith(('sum_', 'count_')):
+      report[key] = np.sum([p[key] for p in parts], 0)
+    else:
+      report[key] = np.concatenate([p[key] for p in parts])
+
+  # Real returns, backwards; a cut episode bootstraps with the critic's last value.
+  reward, discount, terminal = report['reward'], report['discount'], report['terminal']
+  gamma = np.float32(world_model.discount)
+  real_return = np.empty_like(reward)
+  later = reward[-1] + (1 - terminal[-1]) * gamma * report['value'][-1]
+  real_return[-1] = later
+  for t in range(length - 2, -1, -1):
+    later = reward[t] + discount[t] * later
+    real_return[t] = later
+  report['return'] = real_return
+
+  # Open-loop errors: the mean over the starts k steps before a real step, NaN for a k
+  # with none (an episode shorter than k; no terminal step k ahead).
+  for key in [key for key in report if key.startswith('sum_')]:
+    name = key[len('sum_'):]
+    total = report.pop(key)
+    count = report['count_term_prob_ahead' if name == 'term_prob_ahead' else 'count_openl']
+    with np.errstate(invalid='ignore', divide='ignore'):
+      report[name] = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(
+          np.float32)
+  for key in [key for key in report if key.startswith('count_')]:
+    del report[key]
+  return report
 
 
 @tf.function(reduce_retracing=True, autograph=False)
-def _report_fn(world_model, actor_critic, batch, open_loop):
-  return _report(world_model, actor_critic, batch, open_loop)
-
-
-def _report(world_model, actor_critic, batch, open_loop):
+def _posterior_fn(world_model, batch, state, sample):
+  """The posterior of a chunk [1, n] from `state`: ({key: [n, ...]}, the last state)."""
   wm = world_model
   data = wm.preprocess(batch)
-  embed = wm.encoder(data)
-  post, _ = wm.dynamics.observe(embed, data['action'], data['is_first'])
-  post = {key: value[0] for key, value in post.items()}            # [T, ...]
-  feat = tf.cast(wm.dynamics.get_feat(post), tf.float32)           # [T, F]
-  length = tf.shape(feat)[0]
+  post, _ = wm.dynamics.observe(
+      wm.encoder(data), data['action'], data['is_first'], state, sample=sample)
+  last = {key: value[:, -1] for key, value in post.items()}
+  return {key: value[0] for key, value in post.items()}, last
+
+
+@tf.function(reduce_retracing=True, autograph=False)
+def _beliefs_fn(world_model, actor_critic, post, window, horizon, sample):
+  return _beliefs(world_model, actor_critic, post, window, horizon, sample)
+
+
+def _beliefs(world_model, actor_critic, post, window, horizon, sample):
+  """The beliefs at the n states `post` {key: [n, ...]}: per-step [n] arrays, and the
+  open loop's per-k sums and counts ([K]) over them. `window` {key: [1, m, ...]} is
+  the episode from the first of those states on, m <= n + horizon steps."""
+  wm = world_model
+  data = wm.preprocess(window)
+  feat = tf.cast(wm.dynamics.get_feat(post), tf.float32)           # [n, F]
+  count = tf.shape(feat)[0]
   gamma = wm.discount
-  reward = data['reward'][0]
+  reward = data['reward'][0]                                       # [m]
   terminal = tf.cast(data['is_terminal'][0], tf.float32)
   discount = gamma * (1.0 - terminal)
-  value = tf.cast(actor_critic.critic(feat).mode(), tf.float32)
-  reward_pred = tf.cast(wm.heads['reward'](feat).mean(), tf.float32)
   discount_pred = _discount(wm, feat, gamma)
 
-  # Real returns, backwards; a cut episode bootstraps with the critic's last value.
-  last = reward[-1] + (1.0 - terminal[-1]) * gamma * value[-1]
-  real_return = tf.scan(
-      lambda later, x: x[0] + x[1] * later,
-      (reward[:-1], discount[:-1]), last, reverse=True)
-  real_return = tf.concat([real_return, last[None]], 0)
-
   # The critic's target from every real state, imagined with the actor.
-  start = {key: value[None] for key, value in post.items()}      # [1, T, ...]
-  traj = imagine(wm, actor_critic.actor, start, data['is_terminal'],
-                 actor_critic.imag_horizon, actor_critic.discount)
+  start = {key: value[None] for key, value in post.items()}      # [1, n, ...]
+  traj = imagine(wm, actor_critic.actor, start, data['is_terminal'][:, :count],
+                 actor_critic.imag_horizon, actor_critic.discount, sample=sample)
   traj['reward'] = tf.cast(wm.heads['reward'](traj['feat']).mean(), tf.float32)
-  imag_return = actor_critic.target(traj)[0][0]                     # R_0: [T]
 
-  report = {
-      'return': real_return, 'value': value, 'imag_return': imag_return,
-      'reward': reward, 'reward_pred': reward_pred,
-      'discount': discount, 'discount_pred': discount_pred,
-      'terminal': terminal, 'term_prob': 1.0 - discount_pred / gamma,
+  beliefs = {
+      'value': tf.cast(actor_critic.critic(feat).mode(), tf.float32),
+      'imag_return': actor_critic.target(traj)[0][0],                # R_0: [n]
+      'reward': reward[:count], 'reward_pred': tf.cast(wm.heads['reward'](feat).mean(),
+                                                       tf.float32),
+      'discount': discount[:count], 'discount_pred': discount_pred,
+      'terminal': terminal[:count], 'term_prob': 1.0 - discount_pred / gamma,
   }
-  report.update(_open_loop(wm, post, data, reward, discount, terminal, open_loop))
-  return report
+  beliefs.update(_open_loop(wm, post, data, reward, discount, terminal, horizon, sample))
+  return beliefs
 
 
 def _discount(wm, feat, gamma):
@@ -93,42 +157,42 @@ def _discount(wm, feat, gamma):
   return gamma * tf.ones(tf.shape(feat)[:-1], tf.float32)
 
 
-def _open_loop(wm, post, data, reward, discount, terminal, horizon):
-  """Errors of the prior rolled k = 1..horizon steps under the real actions."""
+def _open_loop(wm, post, data, reward, discount, terminal, horizon, sample):
+  """The prior rolled k = 1..horizon steps under the real actions from each of the
+  states `post`: per k, the sums of its absolute errors over the starts that have a
+  real step k ahead (`sum_openl_*`, their number `count_openl`), and of the
+  termination probability it gives real terminal steps (`sum_term_prob_ahead`,
+  `count_term_prob_ahead`)."""
+  starts = tf.shape(post['deter'])[0]
   length = tf.shape(reward)[0]
   # Start t, step k: the action that led to s_{t+k} (zero past the end, masked).
-  index = tf.range(length)[:, None] + tf.range(1, horizon + 1)[None]   # [T, K]
+  index = tf.range(starts)[:, None] + tf.range(1, horizon + 1)[None]   # [n, K]
   valid = tf.cast(index < length, tf.float32)
   index = tf.minimum(index, length - 1)
-  actions = tf.gather(data['action'][0], index)                        # [T, K, A]
-  prior = wm.dynamics.imagine(actions, post)                           # [T, K, ...]
+  actions = tf.gather(data['action'][0], index)                        # [n, K, A]
+  prior = wm.dynamics.imagine(actions, post, sample=sample)            # [n, K, ...]
   feat = tf.cast(wm.dynamics.get_feat(prior), tf.float32)
-  count = tf.reduce_sum(valid, 0)                                      # [K]
-  nan = tf.fill(tf.shape(count), np.float32(np.nan))
 
   def error(pred, truth):
-    # NaN for a k with no start k steps before the end (an episode shorter than k).
     diff = tf.abs(pred - tf.gather(truth, index))
     diff = tf.reshape(diff, tf.concat([tf.shape(valid), [-1]], 0))
-    total = tf.reduce_sum(tf.reduce_mean(diff, -1) * valid, 0)
-    return tf.where(count > 0, total / tf.maximum(count, 1.0), nan)
+    return tf.reduce_sum(tf.reduce_mean(diff, -1) * valid, 0)
 
   results = {
-      'openl_reward_error': error(
+      'count_openl': tf.reduce_sum(valid, 0),
+      'sum_openl_reward_error': error(
           tf.cast(wm.heads['reward'](feat).mean(), tf.float32), reward),
-      'openl_discount_error': error(_discount(wm, feat, wm.discount), discount)}
+      'sum_openl_discount_error': error(_discount(wm, feat, wm.discount), discount)}
   decoded = wm.heads['decoder'](feat)
   for key, dist in (decoded.items() if isinstance(decoded, dict) else []):
     truth = tf.cast(data[key][0], tf.float32)
-    results[f'openl_{key}_error'] = error(tf.cast(dist.mode(), tf.float32), truth)
+    results[f'sum_openl_{key}_error'] = error(tf.cast(dist.mode(), tf.float32), truth)
 
   # The terminal step as seen from k steps before it.
-  term_prob = 1.0 - _discount(wm, feat, wm.discount) / wm.discount        # [T, K]
+  term_prob = 1.0 - _discount(wm, feat, wm.discount) / wm.discount        # [n, K]
   at_terminal = tf.gather(terminal, index) * valid
-  hits = tf.reduce_sum(at_terminal, 0)
-  results['term_prob_ahead'] = tf.where(
-      hits > 0, tf.reduce_sum(term_prob * at_terminal, 0) / tf.maximum(hits, 1.0),
-      nan)
+  results['count_term_prob_ahead'] = tf.reduce_sum(at_terminal, 0)
+  results['sum_term_prob_ahead'] = tf.reduce_sum(term_prob * at_terminal, 0)
   return results
 
 

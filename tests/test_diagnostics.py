@@ -88,6 +88,25 @@ def test_open_loop_errors_past_the_episode_end_are_nan_not_zero(agent):
   assert np.isfinite(summary['openl_reward_error_k5'])
 
 
+@pytest.mark.parametrize('chunk', [1, 2, 4])
+def test_a_chunked_report_equals_the_whole_episode_at_once(agent, chunk):
+  # The episode goes through in chunks to bound the memory: the posterior's state must
+  # carry over, and the open loop from a chunk's last states must see the next chunk.
+  # Modes instead of samples make the two comparable number for number.
+  steps = episode(terminal=True, seed=2)
+  whole = diagnostics.episode_report(agent.world_model, agent.actor_critic, steps,
+                                     open_loop=4, chunk=LENGTH, sample=False)
+  chunked = diagnostics.episode_report(agent.world_model, agent.actor_critic, steps,
+                                       open_loop=4, chunk=chunk, sample=False)
+  assert sorted(chunked) == sorted(whole)
+  for key, value in whole.items():
+    np.testing.assert_allclose(chunked[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
+  # Sampled, the posterior differs from the modes: `sample` is not ignored.
+  sampled = diagnostics.episode_report(agent.world_model, agent.actor_critic, steps,
+                                       open_loop=4, chunk=chunk)
+  assert not np.allclose(sampled['value'], whole['value'])
+
+
 def fake_report(term_prob, terminal, ahead):
   n = len(term_prob)
   zeros = np.zeros(n, np.float32)

@@ -16,7 +16,7 @@ import tensorflow as tf
 # Each list has H + 1 entries; `action[t]` is the action that *led to* s_t, as in the
 # replay data, so `action[0]` is zeros. d_t says whether the episode goes on after
 # s_t, so it weighs the *next* state: the weights are the discounts shifted by one.
-def imagine(world_model, policy, start, is_terminal, horizon, discount):
+def imagine(world_model, policy, start, is_terminal, horizon, discount, sample=True):
   """Roll the prior `horizon` steps from every posterior state of a batch.
 
   Args:
@@ -26,6 +26,8 @@ def imagine(world_model, policy, start, is_terminal, horizon, discount):
     is_terminal: [B, T] bool, the replayed `is_terminal` of the start states, or None.
     horizon: number of imagined steps H.
     discount: gamma, used for the first step and when there is no discount head.
+    sample: draw the actions and the latents (training); False takes their modes
+      (a deterministic rollout).
 
   Returns:
     {state keys: [H+1, N, ...], 'feat': [H+1, N, F], 'action': [H+1, N, A],
@@ -42,8 +44,9 @@ def imagine(world_model, policy, start, is_terminal, horizon, discount):
   actions = []
   for _ in range(horizon):
     # The actor does not steer the representation it reads.
-    action = policy(tf.stop_gradient(feats[-1])).sample()
-    state = dynamics.img_step(state, action)
+    dist = policy(tf.stop_gradient(feats[-1]))
+    action = dist.sample() if sample else dist.mode()
+    state = dynamics.img_step(state, action, sample=sample)
     states.append(state)
     feats.append(dynamics.get_feat(state))
     actions.append(action)
