@@ -83,11 +83,19 @@ class Agent(keras.layers.Layer):
     self._compile, self._policy_jit = bool(compile), bool(policy_jit_compile)
     self._created = 0  # 1: create_variables made the networks', 2: the optimizers' too.
     if compile:
-      self._policy_fn = tf.function(self._policy, jit_compile=policy_jit_compile)
-      self._train_fn = tf.function(self._train, jit_compile=jit_compile)
+      self._policy_fn = self._traced(self._policy, policy_jit_compile)
+      self._train_fn = self._traced(self._train, jit_compile)
     else:
       self._policy_fn = self._policy
       self._train_fn = self._train
+
+  @staticmethod
+  def _traced(function, jit_compile):
+    # AutoGraph off: rewriting the Python source of every function an update calls
+    # was 45% of the Atari update's trace (cProfile, benchmarks/atari_speed.py's
+    # first update). Components branch and loop on tensors with tf.cond, tf.scan and
+    # tf.while_loop, never with Python `if`/`for` on a tensor (docs/plugins.md).
+    return tf.function(function, jit_compile=jit_compile, autograph=False)
 
   def state(self):
     """The named variables a checkpoint holds (runner/checkpoint.py)."""
@@ -160,7 +168,7 @@ class Agent(keras.layers.Layer):
     (the posterior's samples) start from TensorFlow's global seed as it is when it is
     first called, not where earlier calls of `policy` left them. Evaluations use it
     so that they can be replayed from a checkpoint (runner/evaluation.py)."""
-    function = (tf.function(self._policy, jit_compile=self._policy_jit)
+    function = (self._traced(self._policy, self._policy_jit)
                 if self._compile else self._policy)
     return lambda obs, state=None: self._call_policy(function, obs, state, mode)
 
