@@ -83,14 +83,10 @@ def profile(agent, batch, repeats):
       loss = wm.compute_loss(data, state)[0]
     return tape.gradient(loss, variables)
 
-  reward_fn = lambda traj: wm.heads['reward'](traj['feat']).mean()
-
   def imagination():
     traj = imagine(wm, ac.actor, post, batch['is_terminal'], ac.imag_horizon, ac.discount)
-    return reward_fn(traj), traj['discount']
+    return agent.imagined_reward(traj), traj['discount']
 
-  replay = wm.preprocess(
-      {key: batch[key] for key in ('reward', 'is_terminal', 'is_first')})
   parts = {
       'encoder': compiled(lambda: embed()),
       'observe': observe,
@@ -100,7 +96,8 @@ def profile(agent, batch, repeats):
       'model train': lambda: wm.train(batch, state)[2],
       'imagination': compiled(imagination),
       'actor-critic train': compiled(
-          lambda: ac.train(wm, post, batch['is_terminal'], reward_fn, replay)),
+          lambda: ac.train(wm, post, batch['is_terminal'], agent.imagined_reward,
+                           agent.replay_targets(batch))),
       'update': lambda: agent.train(batch, state)[1],
   }
   seconds = {name: median_seconds(function, repeats) for name, function in parts.items()}

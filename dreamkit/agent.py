@@ -228,17 +228,24 @@ class Agent(keras.layers.Layer):
     state, outputs, model_metrics = wm.train(batch, state)
     metrics.update(model_metrics)
     start = outputs['post']
-    reward_fn = lambda traj: wm.heads['reward'](traj['feat']).mean()
-    # What the replay critic loss (ActorCritic.replay_critic) learns from.
-    replay = wm.preprocess(
-        {key: batch[key] for key in ('reward', 'is_terminal', 'is_first')})
     metrics.update(self.actor_critic.train(
-        wm, start, batch['is_terminal'], reward_fn, replay))
+        wm, start, batch['is_terminal'], self.imagined_reward, self.replay_targets(batch)))
     if self.explorer.trains:
       data = wm.preprocess(batch)
       explorer_metrics = self.explorer.train(start, outputs, data)
       metrics.update({f'expl_{key}': value for key, value in explorer_metrics.items()})
     return state, metrics
+
+  def imagined_reward(self, traj):
+    """The reward head's mean on an imagined trajectory's features: what the
+    actor-critic maximises."""
+    return self.world_model.heads['reward'](traj['feat']).mean()
+
+  def replay_targets(self, batch):
+    """The replayed rewards and episode flags, preprocessed: what the replay critic
+    loss (ActorCritic.replay_critic) learns from."""
+    return self.world_model.preprocess(
+        {key: batch[key] for key in ('reward', 'is_terminal', 'is_first')})
 
   def report(self, batch):
     """Open-loop predictions {'openl_<key>': [B', T, 3H, W, C]} for each image key."""
